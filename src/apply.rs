@@ -1,0 +1,169 @@
+//! Server-side apply of the planned patches: skip what is already in effect, report field
+//! conflicts with other managers instead of forcing, and release fields on cleanup.
+
+use std::collections::BTreeMap;
+
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::names::FIELD_MANAGER;
+use crate::observed::WorkloadKind;
+use crate::policy::{Conflict, WorkloadPatch, WorkloadTarget};
+
+/// What happened to one planned patch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApplyOutcome {
+    /// The live object already had every field; nothing was sent.
+    Unchanged,
+    /// The patch was written.
+    Applied,
+    /// Another manager holds some fields with other values; nothing was written.
+    Conflict(Conflict),
+}
+
+fn api_for(client: &Client, namespace: &str, kind: WorkloadKind) -> Api<DynamicObject> {
+    let (group, version) = kind.api_version().split_once('/').unwrap_or(("", "v1"));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.as_str()));
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// Applies one workload patch unless it is already in effect.
+pub async fn apply_workload(
+    client: &Client,
+    namespace: &str,
+    patch: &WorkloadPatch,
+    force: bool,
+) -> Result<ApplyOutcome, Error> {
+    if patch.up_to_date {
+        return Ok(ApplyOutcome::Unchanged);
+    }
+    let api = api_for(client, namespace, patch.target.kind);
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    if force {
+        params = params.force();
+    }
+    match api.patch(&patch.target.name, &params, &Patch::Apply(&patch.body)).await {
+        Ok(_) => Ok(ApplyOutcome::Applied),
+        Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
+            let (managers, fields) = parse_conflict(&status.message);
+            Ok(ApplyOutcome::Conflict(Conflict {
+                object: patch.target.reference(),
+                managers,
+                fields,
+            }))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Releases every field the operator holds on a workload, and its marks, by applying an empty
+/// body under the operator's field manager. A workload that is gone needs no release.
+pub async fn release_workload(
+    client: &Client,
+    namespace: &str,
+    target: &WorkloadTarget,
+) -> Result<(), Error> {
+    let api = api_for(client, namespace, target.kind);
+    let body = json!({
+        "apiVersion": target.kind.api_version(),
+        "kind": target.kind.as_str(),
+        "metadata": { "name": target.name },
+    });
+    match api.patch(&target.name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies the Pod Security Admission labels on the namespace, or releases ours when `labels`
+/// is `None`. `current` and `held` describe the live namespace so unchanged labels cost nothing.
+pub async fn apply_namespace_labels(
+    client: &Client,
+    namespace: &str,
+    labels: Option<&BTreeMap<String, String>>,
+    current: &BTreeMap<String, String>,
+    held: bool,
+    force: bool,
+) -> Result<ApplyOutcome, Error> {
+    let in_effect = match labels {
+        Some(labels) => held && labels.iter().all(|(k, v)| current.get(k) == Some(v)),
+        None => !held,
+    };
+    if in_effect {
+        return Ok(ApplyOutcome::Unchanged);
+    }
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut metadata = json!({ "name": namespace });
+    if let Some(labels) = labels {
+        metadata["labels"] = json!(labels);
+    }
+    let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": metadata });
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    if force {
+        params = params.force();
+    }
+    match api.patch(namespace, &params, &Patch::Apply(&body)).await {
+        Ok(_) => Ok(ApplyOutcome::Applied),
+        Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
+            let (managers, fields) = parse_conflict(&status.message);
+            Ok(ApplyOutcome::Conflict(Conflict {
+                object: format!("Namespace/{namespace}"),
+                managers,
+                fields,
+            }))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A 409 from server-side apply that names conflicting managers, as opposed to a stale
+/// resourceVersion, which is transient.
+fn is_field_conflict(status: &kube::core::Status) -> bool {
+    status.code == 409 && status.message.starts_with("Apply failed with")
+}
+
+/// Extracts manager names and field paths from the API server's conflict message, e.g.
+/// `Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.x`.
+pub fn parse_conflict(message: &str) -> (Vec<String>, Vec<String>) {
+    let mut managers: Vec<String> = message
+        .split("with \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect();
+    managers.sort();
+    managers.dedup();
+    let mut fields: Vec<String> = message
+        .split(|c: char| c.is_whitespace())
+        .filter(|token| token.starts_with(".spec") || token.starts_with(".metadata"))
+        .map(|token| token.trim_end_matches([',', ';']).to_string())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    (managers, fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_message_yields_managers_and_fields() {
+        let message = "Apply failed with 2 conflicts: conflicts with \"argocd-controller\" using apps/v1:\n- .spec.template.spec.securityContext.runAsNonRoot\n- .spec.template.spec.containers[name=\"app\"].securityContext.privileged";
+        let (managers, fields) = parse_conflict(message);
+        assert_eq!(managers, vec!["argocd-controller"]);
+        assert_eq!(fields.len(), 2);
+        assert!(fields[1].contains("runAsNonRoot"));
+    }
+
+    #[test]
+    fn single_conflict_with_two_managers() {
+        let message = "Apply failed with 1 conflict: conflict with \"helm\" using apps/v1: .spec.template.spec.securityContext.runAsNonRoot; conflict with \"kubectl-edit\": .spec.x";
+        let (managers, _) = parse_conflict(message);
+        assert_eq!(managers, vec!["helm", "kubectl-edit"]);
+    }
+}

@@ -1,0 +1,269 @@
+//! The check catalogue (stable ids, titles, severities) and the compliance report built from
+//! per-workload evaluations: results, bounded offender lists, and the score. Pure.
+
+use std::collections::BTreeMap;
+
+use crate::crd::{CheckResult, CheckStatus, ComplianceStatus, Severity};
+
+/// The capability that owns a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// Pod security hardening.
+    PodSecurity,
+}
+
+/// A catalogue entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckDef {
+    /// Stable id, never reused.
+    pub id: &'static str,
+    /// Short title.
+    pub title: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// Owning capability.
+    pub capability: Capability,
+    /// The item of the GoREAL security guide's checklist this check implements.
+    pub guide_item: &'static str,
+}
+
+macro_rules! checks {
+    ($($konst:ident = $id:literal, $title:literal, $sev:ident, $cap:ident, $guide:literal;)*) => {
+        $(
+            #[doc = $title]
+            pub const $konst: &str = $id;
+        )*
+        /// Every check, ordered by id.
+        pub const CATALOGUE: &[CheckDef] = &[
+            $(CheckDef {
+                id: $id,
+                title: $title,
+                severity: Severity::$sev,
+                capability: Capability::$cap,
+                guide_item: $guide,
+            },)*
+        ];
+    };
+}
+
+checks! {
+    ALLOW_PRIVILEGE_ESCALATION = "pod.allow-privilege-escalation",
+        "Containers cannot gain privileges", High, PodSecurity, "Pod hardening: no privilege escalation";
+    APPARMOR_PROFILE = "pod.apparmor-profile",
+        "Pods run under an AppArmor profile", Low, PodSecurity, "Pod hardening: mandatory access control";
+    AUTOMOUNT_SERVICE_ACCOUNT_TOKEN = "pod.automount-service-account-token",
+        "Service account token mounting is as configured", Medium, PodSecurity, "Pod hardening: no API credentials by default";
+    CAPABILITIES_ADD = "pod.capabilities-add",
+        "Containers add only allowed capabilities", High, PodSecurity, "Pod hardening: minimal capabilities";
+    CAPABILITIES_DROP_ALL = "pod.capabilities-drop-all",
+        "Containers drop the configured capabilities", High, PodSecurity, "Pod hardening: drop ALL capabilities";
+    FIELD_OWNERSHIP = "pod.field-ownership",
+        "No other field manager holds a hardened field with a conflicting value", High, PodSecurity, "Pod hardening: settings actually applied";
+    HOST_NAMESPACES = "pod.host-namespaces",
+        "Pods do not share the host's network, PID or IPC namespace", Critical, PodSecurity, "Pod hardening: isolation from the node";
+    PRIVILEGED = "pod.privileged",
+        "Containers are not privileged", Critical, PodSecurity, "Pod hardening: no privileged containers";
+    READ_ONLY_ROOT_FILESYSTEM = "pod.read-only-root-filesystem",
+        "Containers have a read-only root filesystem", Medium, PodSecurity, "Pod hardening: read-only root filesystem";
+    RUN_AS_NON_ROOT = "pod.run-as-non-root",
+        "Containers run as a non-root user", High, PodSecurity, "Pod hardening: run as non-root";
+    RUN_AS_USER = "pod.run-as-user",
+        "Pods run with the configured user, group and fsGroup", Medium, PodSecurity, "Pod hardening: fixed unprivileged ids";
+    SECCOMP_PROFILE = "pod.seccomp-profile",
+        "Containers run under a seccomp profile", High, PodSecurity, "Pod hardening: seccomp RuntimeDefault";
+    WRITABLE_PATHS = "pod.writable-paths",
+        "Writable paths are size-limited emptyDir mounts", Low, PodSecurity, "Pod hardening: read-only root filesystem";
+}
+
+/// Looks up a check by id.
+pub fn definition(id: &str) -> Option<&'static CheckDef> {
+    CATALOGUE.iter().find(|c| c.id == id)
+}
+
+/// Ids of the checks a capability owns.
+pub fn ids_of(capability: Capability) -> impl Iterator<Item = &'static str> {
+    CATALOGUE.iter().filter(move |c| c.capability == capability).map(|c| c.id)
+}
+
+/// At most this many offending objects are listed per check; the total is always stated.
+pub const MAX_LISTED_OBJECTS: usize = 20;
+
+/// One offending object (or container) for a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// `Kind/name` or `Kind/name container c`.
+    pub object: String,
+    /// What is wrong.
+    pub detail: String,
+    /// The exemption's reason when the object is exempt.
+    pub exempt: Option<String>,
+}
+
+/// The result of one check for one object (usually a workload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Check id.
+    pub check: &'static str,
+    /// Whether the check applies to the object at all.
+    pub applicable: bool,
+    /// Why it does not apply, when it does not.
+    pub skip_reason: Option<&'static str>,
+    /// Offending parts of the object.
+    pub violations: Vec<Violation>,
+}
+
+impl Evaluation {
+    /// An evaluation of an object the check does not apply to.
+    pub fn skipped(check: &'static str, reason: &'static str) -> Self {
+        Evaluation { check, applicable: false, skip_reason: Some(reason), violations: Vec::new() }
+    }
+
+    /// An applicable evaluation with its violations.
+    pub fn of(check: &'static str, violations: Vec<Violation>) -> Self {
+        Evaluation { check, applicable: true, skip_reason: None, violations }
+    }
+}
+
+/// Builds the report: one entry per check of the given capabilities, in catalogue order.
+pub fn report(capabilities: &[Capability], evaluations: &[Evaluation]) -> ComplianceStatus {
+    let mut by_check: BTreeMap<&str, Vec<&Evaluation>> = BTreeMap::new();
+    for evaluation in evaluations {
+        by_check.entry(evaluation.check).or_default().push(evaluation);
+    }
+    let checks: Vec<CheckStatus> = CATALOGUE
+        .iter()
+        .filter(|def| capabilities.contains(&def.capability))
+        .map(|def| summarize(def, by_check.get(def.id).map(Vec::as_slice).unwrap_or_default()))
+        .collect();
+    let count = |r: CheckResult| checks.iter().filter(|c| c.result == r).count() as u32;
+    ComplianceStatus {
+        score: score(&checks),
+        passed: count(CheckResult::Pass),
+        failed: count(CheckResult::Fail),
+        skipped: count(CheckResult::Skip),
+        checks,
+    }
+}
+
+fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
+    let applicable = evaluations.iter().filter(|e| e.applicable).count();
+    let (exempt, offending): (Vec<&Violation>, Vec<&Violation>) = evaluations
+        .iter()
+        .flat_map(|e| e.violations.iter())
+        .partition(|v| v.exempt.is_some());
+    let exemptions: Vec<String> = exempt
+        .iter()
+        .take(MAX_LISTED_OBJECTS)
+        .map(|v| format!("{}: {}", v.object, v.exempt.as_deref().unwrap_or_default()))
+        .collect();
+    let (result, message) = if applicable == 0 {
+        let reason = evaluations
+            .iter()
+            .find_map(|e| e.skip_reason)
+            .unwrap_or("no selected workload to check");
+        (CheckResult::Skip, reason.to_string())
+    } else if offending.is_empty() {
+        let mut message = format!("{applicable} object(s) checked, none offending");
+        if !exempt.is_empty() {
+            message.push_str(&format!("; {} exempt", exempt.len()));
+        }
+        (CheckResult::Pass, message)
+    } else {
+        let first = offending[0];
+        let mut message = format!("{} offending: {} {}", offending.len(), first.object, first.detail);
+        if offending.len() > 1 {
+            message.push_str(&format!(" (and {} more)", offending.len() - 1));
+        }
+        (CheckResult::Fail, message)
+    };
+    CheckStatus {
+        id: def.id.to_string(),
+        title: def.title.to_string(),
+        severity: def.severity,
+        result,
+        message,
+        objects: offending.iter().take(MAX_LISTED_OBJECTS).map(|v| v.object.clone()).collect(),
+        total_objects: offending.len() as u32,
+        exemptions,
+    }
+}
+
+fn weight(severity: Severity) -> u32 {
+    match severity {
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 4,
+        Severity::Critical => 8,
+    }
+}
+
+/// Severity-weighted share of passing checks among those that passed or failed; 100 when
+/// nothing could be checked.
+pub fn score(checks: &[CheckStatus]) -> u8 {
+    let (passed, total) = checks.iter().fold((0u32, 0u32), |(p, t), c| match c.result {
+        CheckResult::Pass => (p + weight(c.severity), t + weight(c.severity)),
+        CheckResult::Fail => (p, t + weight(c.severity)),
+        CheckResult::Skip => (p, t),
+    });
+    if total == 0 { 100 } else { ((passed * 100 + total / 2) / total) as u8 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(object: &str, exempt: Option<&str>) -> Violation {
+        Violation { object: object.into(), detail: "bad".into(), exempt: exempt.map(Into::into) }
+    }
+
+    #[test]
+    fn catalogue_ids_are_unique_and_sorted() {
+        let ids: Vec<&str> = CATALOGUE.iter().map(|c| c.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn offender_list_is_bounded_but_total_is_exact() {
+        let violations = (0..50).map(|i| violation(&format!("Deployment/d{i}"), None)).collect();
+        let report = report(&[Capability::PodSecurity], &[Evaluation::of(PRIVILEGED, violations)]);
+        let check = report.checks.iter().find(|c| c.id == PRIVILEGED).expect("check");
+        assert_eq!(check.result, CheckResult::Fail);
+        assert_eq!(check.objects.len(), MAX_LISTED_OBJECTS);
+        assert_eq!(check.total_objects, 50);
+        assert!(check.message.contains("and 49 more"));
+    }
+
+    #[test]
+    fn exempt_violations_pass_and_carry_their_reason() {
+        let evaluation =
+            Evaluation::of(PRIVILEGED, vec![violation("DaemonSet/cni", Some("needs the host"))]);
+        let report = report(&[Capability::PodSecurity], &[evaluation]);
+        let check = report.checks.iter().find(|c| c.id == PRIVILEGED).expect("check");
+        assert_eq!(check.result, CheckResult::Pass);
+        assert_eq!(check.exemptions, vec!["DaemonSet/cni: needs the host".to_string()]);
+    }
+
+    #[test]
+    fn checks_without_applicable_objects_skip_with_reason() {
+        let evaluation = Evaluation::skipped(SECCOMP_PROFILE, "not applicable to Windows pods");
+        let report = report(&[Capability::PodSecurity], &[evaluation]);
+        let check = report.checks.iter().find(|c| c.id == SECCOMP_PROFILE).expect("check");
+        assert_eq!(check.result, CheckResult::Skip);
+        assert_eq!(check.message, "not applicable to Windows pods");
+    }
+
+    #[test]
+    fn score_weights_by_severity() {
+        let evaluations = [
+            Evaluation::of(PRIVILEGED, vec![]),
+            Evaluation::of(WRITABLE_PATHS, vec![violation("Deployment/a", None)]),
+        ];
+        let report = report(&[Capability::PodSecurity], &evaluations);
+        // Critical pass (8) against a Low failure (1): 8/9.
+        assert_eq!(report.score, 89);
+        assert_eq!((report.passed, report.failed), (1, 1));
+    }
+}

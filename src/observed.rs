@@ -1,0 +1,260 @@
+//! The `Observed` snapshot: what the planners may know about the cluster, gathered by the
+//! controller from its caches or by `render` from files. Plain data; no API access.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde_json::Value;
+
+/// Everything a policy's plan depends on.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The policy's namespace.
+    pub namespace: NamespaceState,
+    /// Every workload of the namespace, selected or not (deselected ones may need releasing).
+    pub workloads: Vec<Workload>,
+}
+
+/// The parts of the Namespace object the planners read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NamespaceState {
+    /// Namespace name.
+    pub name: String,
+    /// Current labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether the operator's field manager holds fields of the namespace.
+    pub labelled_by_us: bool,
+}
+
+/// The workload kinds whose pod templates a policy hardens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// apps/v1 ReplicaSet without an owner.
+    ReplicaSet,
+    /// batch/v1 Job without an owning CronJob.
+    Job,
+    /// batch/v1 CronJob.
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// Every kind, in the order workloads are reported.
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+    ];
+
+    /// `apiVersion` of the kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+            _ => "apps/v1",
+        }
+    }
+
+    /// `kind` as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+
+    /// Parses a `kind` value.
+    pub fn from_kind(kind: &str) -> Option<WorkloadKind> {
+        WorkloadKind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// Wraps a pod template patch in the object structure of this kind.
+    pub fn nest_template(self, template: Value) -> Value {
+        match self {
+            WorkloadKind::CronJob => {
+                serde_json::json!({ "jobTemplate": { "spec": { "template": template } } })
+            }
+            _ => serde_json::json!({ "template": template }),
+        }
+    }
+}
+
+/// A workload reduced to what hardening needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Kind.
+    pub kind: WorkloadKind,
+    /// Name.
+    pub name: String,
+    /// resourceVersion, when read from the API server.
+    pub resource_version: Option<String>,
+    /// Annotations of the workload object (not of its template).
+    pub annotations: BTreeMap<String, String>,
+    /// Owner references.
+    pub owner_references: Vec<OwnerReference>,
+    /// The pod template.
+    pub template: PodTemplateSpec,
+}
+
+impl Workload {
+    /// `Kind/name`, the form used in status and events.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.name)
+    }
+
+    /// Labels of the pod template, which the policy selector matches.
+    pub fn template_labels(&self) -> BTreeMap<String, String> {
+        self.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default()
+    }
+
+    /// The controller owner reference, if any.
+    pub fn controller(&self) -> Option<&OwnerReference> {
+        self.owner_references.iter().find(|o| o.controller == Some(true))
+    }
+
+    /// A ReplicaSet or Job created by a built-in controller (Deployment, CronJob): its parent is
+    /// hardened instead, so it is not a workload of its own.
+    pub fn is_built_in_child(&self) -> bool {
+        matches!(self.kind, WorkloadKind::ReplicaSet | WorkloadKind::Job)
+            && self.controller().is_some_and(|o| is_built_in_api(&o.api_version))
+    }
+
+    /// Controlled by another operator's custom resource: reported, never patched.
+    pub fn is_unmanaged(&self) -> bool {
+        self.controller().is_some_and(|o| !is_built_in_api(&o.api_version))
+    }
+}
+
+/// API groups served by Kubernetes itself (as opposed to custom resources).
+fn is_built_in_api(api_version: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+/// A typed workload object the operator can harden.
+pub trait WorkloadResource {
+    /// The kind.
+    const KIND: WorkloadKind;
+    /// Object metadata.
+    fn object_meta(&self) -> &ObjectMeta;
+    /// The pod template, when the object has one.
+    fn template(&self) -> Option<&PodTemplateSpec>;
+
+    /// The workload view of the object; `None` without a spec.
+    fn to_workload(&self) -> Option<Workload> {
+        let meta = self.object_meta();
+        Some(Workload {
+            kind: Self::KIND,
+            name: meta.name.clone()?,
+            resource_version: meta.resource_version.clone(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            owner_references: meta.owner_references.clone().unwrap_or_default(),
+            template: self.template()?.clone(),
+        })
+    }
+}
+
+macro_rules! workload_resource {
+    ($ty:ty, $kind:expr, |$spec:ident| $template:expr) => {
+        impl WorkloadResource for $ty {
+            const KIND: WorkloadKind = $kind;
+            fn object_meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn template(&self) -> Option<&PodTemplateSpec> {
+                { let $spec = &self.spec; Some($template) }
+            }
+        }
+    };
+}
+
+workload_resource!(Deployment, WorkloadKind::Deployment, |s| &s.template);
+workload_resource!(StatefulSet, WorkloadKind::StatefulSet, |s| &s.template);
+workload_resource!(DaemonSet, WorkloadKind::DaemonSet, |s| &s.template);
+
+impl WorkloadResource for ReplicaSet {
+    const KIND: WorkloadKind = WorkloadKind::ReplicaSet;
+    fn object_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.template.as_ref()
+    }
+}
+
+impl WorkloadResource for Job {
+    const KIND: WorkloadKind = WorkloadKind::Job;
+    fn object_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl WorkloadResource for CronJob {
+    const KIND: WorkloadKind = WorkloadKind::CronJob;
+    fn object_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.job_template.spec.as_ref().map(|j| &j.template)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned_by(api_version: &str, kind: &str) -> Workload {
+        Workload {
+            kind: WorkloadKind::ReplicaSet,
+            name: "rs".into(),
+            resource_version: None,
+            annotations: BTreeMap::new(),
+            owner_references: vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: "owner".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }],
+            template: PodTemplateSpec::default(),
+        }
+    }
+
+    #[test]
+    fn replica_set_of_a_deployment_is_a_built_in_child() {
+        let rs = owned_by("apps/v1", "Deployment");
+        assert!(rs.is_built_in_child());
+        assert!(!rs.is_unmanaged());
+    }
+
+    #[test]
+    fn workload_controlled_by_a_custom_resource_is_unmanaged() {
+        let rs = owned_by("argoproj.io/v1alpha1", "Rollout");
+        assert!(rs.is_unmanaged());
+        assert!(!rs.is_built_in_child());
+    }
+
+    #[test]
+    fn cronjob_templates_nest_under_job_template() {
+        let nested = WorkloadKind::CronJob.nest_template(serde_json::json!({"spec": {}}));
+        assert!(nested.pointer("/jobTemplate/spec/template/spec").is_some());
+    }
+}
