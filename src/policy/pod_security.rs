@@ -501,3 +501,7 @@ fn show<T: std::fmt::Display>(value: Option<T>) -> String {
 fn join(items: &[&String]) -> String {
     items.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+#[path = "pod_security_tests.rs"]
+mod tests;
