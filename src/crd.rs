@@ -145,7 +145,7 @@ pub struct PodSecuritySpec {
     pub writable_paths: Vec<WritablePath>,
     /// Workloads or containers exempt from some or all checks; each needs a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64))]
     pub exemptions: Vec<Exemption>,
 }
 
@@ -184,12 +184,12 @@ impl Default for PodSecuritySpec {
 pub struct CapabilitiesSpec {
     /// Capabilities removed from every container; `ALL` removes every capability.
     #[serde(default = "default_drop")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(c, c.matches('^(ALL|[A-Z][A-Z_]*)$'))").message("capability names are upper case, like NET_RAW or ALL"))]
+    #[schemars(length(max = 64), inner(regex(pattern = r"^(ALL|[A-Z][A-Z_]*)$"), length(max = 64)))]
     pub drop: Vec<String>,
     /// Capabilities a container may keep when it asks for them; anything else it asks for is
     /// removed. `ALL` is not allowed here.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub add: Vec<AddCapability>,
 }
 
@@ -311,12 +311,13 @@ pub struct AppArmorProfileSpec {
 #[serde(rename_all = "camelCase")]
 pub struct WritablePath {
     /// Absolute path inside the container, such as `/tmp`.
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 2, max = 256))]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("path must be absolute"))]
-    #[x_kube(validation = Rule::new("!self.split('/').exists(s, s == '..' || s == '.')").message("path must not contain . or .. segments"))]
+    #[x_kube(validation = Rule::new("!self.endsWith('/') && !self.contains('/./') && !self.contains('/../') && !self.endsWith('/.') && !self.endsWith('/..')").message("path must be clean: no . or .. segments, no trailing slash"))]
     pub path: String,
     /// Size limit of the emptyDir backing the path, a quantity such as `100Mi`.
     #[serde(default = "default_size_limit")]
+    #[schemars(length(min = 1, max = 32))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("sizeLimit must be a positive quantity such as 100Mi"))]
     pub size_limit: String,
 }
@@ -338,11 +339,10 @@ pub struct Exemption {
     pub container: Option<String>,
     /// Check ids the exemption covers (such as `pod.read-only-root-filesystem`); all when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16), inner(length(max = 64)))]
     pub checks: Vec<String>,
     /// Why the exemption is acceptable; shown in the compliance report.
-    #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new("self.trim() != ''").message("every exemption needs a reason"))]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -469,4 +469,80 @@ pub struct ResourceRef {
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(&GoREALSecurityPolicy::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const COMMITTED: &str = include_str!("../crds/gorealsecuritypolicies.security.goreal.io.yaml");
+
+    #[test]
+    fn committed_crd_matches_the_code() {
+        let generated = crd_yaml().expect("serialize CRD");
+        assert!(
+            generated == COMMITTED,
+            "crds/ is stale: run `cargo run -- crd > crds/gorealsecuritypolicies.security.goreal.io.yaml`"
+        );
+    }
+
+    /// A structural schema has a type on every node, except where Kubernetes allows it to be
+    /// absent (int-or-string, preserve-unknown-fields), and no unions of object shapes.
+    fn assert_structural(schema: &Value, path: &str) {
+        let Some(object) = schema.as_object() else { return };
+        let exempt = object.contains_key("x-kubernetes-int-or-string")
+            || object.contains_key("x-kubernetes-preserve-unknown-fields");
+        assert!(exempt || object.contains_key("type"), "{path} has no type");
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for (i, branch) in object.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                assert!(
+                    branch.get("type").is_none() && branch.get("properties").is_none(),
+                    "{path}.{key}[{i}] declares a type or properties"
+                );
+            }
+        }
+        for (name, child) in object.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            assert_structural(child, &format!("{path}.{name}"));
+        }
+        if let Some(items) = object.get("items") {
+            assert_structural(items, &format!("{path}[]"));
+        }
+        if let Some(additional) = object.get("additionalProperties").filter(|v| v.is_object()) {
+            assert_structural(additional, &format!("{path}{{}}"));
+        }
+    }
+
+    #[test]
+    fn schema_is_structural() {
+        let crd = serde_json::to_value(GoREALSecurityPolicy::crd()).expect("json");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        assert_structural(schema, "");
+    }
+
+    #[test]
+    fn enums_are_plain_string_enums() {
+        let crd = serde_json::to_value(GoREALSecurityPolicy::crd()).expect("json");
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["properties"]["mode"]["enum"], serde_json::json!(["Enforce", "Audit"]));
+        let level = &spec["properties"]["podSecurity"]["properties"]["level"];
+        assert_eq!(level["type"], "string");
+        assert_eq!(level["enum"], serde_json::json!(["restricted", "baseline"]));
+        let add = &spec["properties"]["podSecurity"]["properties"]["capabilities"]["properties"]["add"];
+        assert!(add["items"]["enum"].as_array().is_some_and(|v| v.contains(&"NET_BIND_SERVICE".into())));
+        assert!(!add["items"]["enum"].as_array().is_some_and(|v| v.contains(&"ALL".into())));
+    }
+
+    #[test]
+    fn printer_columns_show_mode_score_ready_compliant_age() {
+        let crd = GoREALSecurityPolicy::crd();
+        let columns: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(columns, ["Mode", "Score", "Ready", "Compliant", "Age"]);
+        assert_eq!(crd.spec.names.short_names, Some(vec!["gsp".to_string()]));
+    }
 }

@@ -178,7 +178,7 @@ pub async fn run(
     options: RunOptions,
     metrics: Metrics,
     ready: Arc<AtomicBool>,
-    reconcile_all: impl Stream<Item = ()> + Send + Sync + 'static,
+    reconcile_all: impl Stream<Item = ()> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = options.namespace.as_deref();

@@ -1,0 +1,362 @@
+//! End-to-end behaviour of the operator against a real kube-apiserver and etcd: hardening, Pod
+//! Security Admission as the oracle, audit mode, release on delete, zero writes when converged,
+//! conflicts with other field managers, and validation in the API server and in the operator.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Operator, setup, wait_for, wait_until, yaml};
+use goreal_operator::crd::{CheckResult, GoREALSecurityPolicy, GoREALSecurityPolicyStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, PodTemplateSpec};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const INSECURE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: insecure
+spec:
+  selector:
+    matchLabels: {app: insecure}
+  template:
+    metadata:
+      labels: {app: insecure}
+    spec:
+      initContainers:
+        - name: setup
+          image: busybox:1.36.1
+          command: [sh, -c, "true"]
+      containers:
+        - name: app
+          image: nginx:1.27.3
+          ports:
+            - containerPort: 80
+"#;
+
+fn policy(name: &str, extra: &str) -> GoREALSecurityPolicy {
+    yaml(&format!(
+        "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata:\n  name: {name}\nspec:\n  podSecurity: {{}}\n{extra}"
+    ))
+}
+
+async fn create_policy(client: &Client, namespace: &str, policy: &GoREALSecurityPolicy) {
+    let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), policy).await.expect("create policy");
+}
+
+async fn create_deployment(client: &Client, namespace: &str, text: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &yaml(text)).await.expect("create deployment")
+}
+
+/// Waits until the policy's status describes its current generation and satisfies `accept`.
+async fn wait_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    accept: impl Fn(&GoREALSecurityPolicyStatus) -> bool,
+) -> GoREALSecurityPolicyStatus {
+    let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        what,
+        || async { api.get(name).await.ok() },
+        |policy: &GoREALSecurityPolicy| {
+            let status = policy.status.as_ref()?;
+            (status.observed_generation == policy.metadata.generation && accept(status))
+                .then(|| status.clone())
+        },
+    )
+    .await
+}
+
+fn condition<'a>(status: &'a GoREALSecurityPolicyStatus, type_: &str) -> Option<(&'a str, &'a str)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+fn check<'a>(status: &'a GoREALSecurityPolicyStatus, id: &str) -> &'a goreal_operator::crd::CheckStatus {
+    status
+        .compliance
+        .as_ref()
+        .and_then(|c| c.checks.iter().find(|check| check.id == id))
+        .unwrap_or_else(|| panic!("no check {id} in {status:?}"))
+}
+
+async fn deployment(client: &Client, namespace: &str, name: &str) -> Deployment {
+    Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.expect("get deployment")
+}
+
+fn is_hardened(deployment: &Deployment) -> bool {
+    let spec = deployment.spec.template.spec.as_ref();
+    spec.is_some_and(|spec| {
+        spec.security_context.as_ref().and_then(|s| s.run_as_non_root) == Some(true)
+            && spec.containers.iter().chain(spec.init_containers.iter().flatten()).all(|c| {
+                c.security_context.as_ref().and_then(|s| s.allow_privilege_escalation) == Some(false)
+            })
+    })
+}
+
+/// Server-side dry run of a Pod built from a template: `Ok` when admission admits it.
+async fn admit(client: &Client, namespace: &str, template: &PodTemplateSpec) -> Result<(), String> {
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta { name: Some("probe".into()), ..Default::default() },
+        spec: template.spec.clone(),
+        ..Default::default()
+    };
+    let params = PostParams { dry_run: true, ..Default::default() };
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&params, &pod)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn namespace_labels(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    Api::<Namespace>::all(client.clone()).get(namespace).await.expect("namespace").labels().clone()
+}
+
+#[tokio::test]
+async fn insecure_deployment_is_hardened_and_admitted_by_restricted_pod_security() {
+    let (client, ns) = setup("harden").await;
+    let original = create_deployment(&client, &ns, INSECURE).await;
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+
+    let status = wait_status(&client, &ns, "baseline", "Ready and Compliant", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+            && condition(s, "Compliant") == Some(("True", "AllChecksPass"))
+    })
+    .await;
+    assert_eq!(status.compliance.as_ref().map(|c| c.score), Some(100));
+    assert_eq!(status.workloads.as_ref().map(|w| (w.matched, w.hardened)), Some((1, 1)));
+
+    let hardened = deployment(&client, &ns, "insecure").await;
+    assert!(is_hardened(&hardened), "not hardened: {:?}", hardened.spec);
+    let labels = namespace_labels(&client, &ns).await;
+    assert_eq!(labels.get("pod-security.kubernetes.io/enforce").map(String::as_str), Some("restricted"));
+
+    // The real Pod Security Admission is the oracle: the namespace now enforces restricted.
+    let hardened_template = hardened.spec.template;
+    admit(&client, &ns, &hardened_template).await.expect("hardened pod admitted");
+    let refused = admit(&client, &ns, &original.spec.template).await;
+    let message = refused.expect_err("original pod must be refused");
+    assert!(message.contains("violates PodSecurity"), "{message}");
+}
+
+#[tokio::test]
+async fn audit_mode_changes_no_workload_but_reports_failing_checks() {
+    let (client, ns) = setup("audit").await;
+    let original = create_deployment(&client, &ns, INSECURE).await;
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("audit", "  mode: Audit\n")).await;
+
+    let status = wait_status(&client, &ns, "audit", "Audit report", |s| {
+        condition(s, "Ready") == Some(("True", "Auditing"))
+    })
+    .await;
+    assert_eq!(condition(&status, "Compliant"), Some(("False", "ChecksFailing")));
+    let non_root = check(&status, "pod.run-as-non-root");
+    assert_eq!(non_root.result, CheckResult::Fail);
+    assert!(non_root.objects.contains(&"Deployment/insecure container app".to_string()));
+    assert!(non_root.objects.contains(&"Deployment/insecure init container setup".to_string()));
+    assert_eq!(check(&status, "pod.seccomp-profile").result, CheckResult::Fail);
+
+    let now = deployment(&client, &ns, "insecure").await;
+    assert_eq!(now.resource_version(), original.resource_version(), "audit must not write");
+    assert!(!namespace_labels(&client, &ns).await.contains_key("pod-security.kubernetes.io/enforce"));
+}
+
+#[tokio::test]
+async fn deleting_the_policy_releases_applied_fields_and_namespace_labels() {
+    let (client, ns) = setup("release").await;
+    create_deployment(&client, &ns, INSECURE).await;
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    assert!(is_hardened(&deployment(&client, &ns, "insecure").await));
+
+    let policies: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
+    policies.delete("baseline", &DeleteParams::default()).await.expect("delete policy");
+    wait_until("policy gone after finalizer", || async { policies.get_opt("baseline").await.ok().flatten().is_none() }).await;
+
+    let released = deployment(&client, &ns, "insecure").await;
+    let spec = released.spec.template.spec.clone().expect("pod spec");
+    assert!(spec.security_context.as_ref().and_then(|s| s.run_as_non_root).is_none());
+    assert!(spec.volumes.unwrap_or_default().is_empty(), "writable volumes released");
+    assert!(spec.containers[0].security_context.is_none(), "{:?}", spec.containers[0].security_context);
+    assert!(!released.annotations().contains_key("security.goreal.io/hardened-by"));
+    let labels = namespace_labels(&client, &ns).await;
+    assert!(!labels.keys().any(|k| k.starts_with("pod-security.kubernetes.io/")), "{labels:?}");
+}
+
+#[tokio::test]
+async fn a_converged_world_is_reconciled_without_any_write() {
+    let (client, ns) = setup("quiet").await;
+    create_deployment(&client, &ns, INSECURE).await;
+    let operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    wait_until("hardened", || async { is_hardened(&deployment(&client, &ns, "insecure").await) }).await;
+
+    operator.reconcile_all_and_wait().await;
+    let converging = operator.take_writes();
+    assert!(!converging.is_empty(), "the first pass must have written something");
+    operator.reconcile_all_and_wait().await;
+    operator.reconcile_all_and_wait().await;
+    assert_eq!(operator.take_writes(), Vec::<String>::new(), "writes in a converged world");
+}
+
+#[tokio::test]
+async fn a_workload_created_after_the_policy_is_hardened() {
+    let (client, ns) = setup("later").await;
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    create_deployment(&client, &ns, INSECURE).await;
+    wait_until("late workload hardened", || async { is_hardened(&deployment(&client, &ns, "insecure").await) }).await;
+    wait_status(&client, &ns, "baseline", "one hardened workload", |s| {
+        s.workloads.as_ref().is_some_and(|w| w.matched == 1 && w.hardened == 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
+    let (client, ns) = setup("conflict").await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
+    owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
+    api.patch("insecure", &PatchParams::apply("gitops-tool"), &Patch::Apply(&owned))
+        .await
+        .expect("apply as gitops-tool");
+    let operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+
+    let status = wait_status(&client, &ns, "baseline", "conflict reported", |s| {
+        condition(s, "Ready") == Some(("False", "FieldConflict"))
+    })
+    .await;
+    let ownership = check(&status, "pod.field-ownership");
+    assert_eq!(ownership.result, CheckResult::Fail);
+    assert!(ownership.message.contains("gitops-tool"), "{}", ownership.message);
+    assert!(ownership.message.contains("runAsNonRoot"), "{}", ownership.message);
+    assert_eq!(check(&status, "pod.run-as-non-root").result, CheckResult::Fail);
+    let live = deployment(&client, &ns, "insecure").await;
+    assert!(!is_hardened(&live), "nothing of a conflicting apply is written");
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    wait_until("FieldConflict event", || async {
+        events.list(&ListParams::default()).await.is_ok_and(|list| {
+            list.items.iter().any(|e| e.reason.as_deref() == Some("FieldConflict")
+                && e.message.as_deref().is_some_and(|m| m.contains("gitops-tool")))
+        })
+    })
+    .await;
+
+    // No retry loop: reconciling the unchanged world again sends nothing at all.
+    operator.reconcile_all_and_wait().await;
+    operator.take_writes();
+    operator.reconcile_all_and_wait().await;
+    assert_eq!(operator.take_writes(), Vec::<String>::new());
+
+    // `force: true` takes the field over.
+    let policies: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
+    policies
+        .patch("baseline", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "force": true } })))
+        .await
+        .expect("set force");
+    wait_status(&client, &ns, "baseline", "forced", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    assert!(is_hardened(&deployment(&client, &ns, "insecure").await));
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_specs_the_schema_rules_out() {
+    let (client, ns) = setup("schema").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::core::ApiResource::erase::<GoREALSecurityPolicy>(&()),
+    );
+    let cases = [
+        ("mode: Sometimes", "spec.mode"),
+        ("podSecurity: {capabilities: {add: [SYS_ADMIN]}}", "spec.podSecurity.capabilities.add"),
+        ("podSecurity: {capabilities: {add: [ALL]}}", "spec.podSecurity.capabilities.add"),
+        ("podSecurity: {capabilities: {drop: [net_raw]}}", "spec.podSecurity.capabilities.drop[0]"),
+        ("podSecurity: {exemptions: [{workload: legacy, reason: ' '}]}", "spec.podSecurity.exemptions[0].reason"),
+        ("podSecurity: {exemptions: [{workload: legacy}]}", "spec.podSecurity.exemptions[0].reason"),
+        ("podSecurity: {writablePaths: [{path: /var/../etc}]}", "path must be clean"),
+        ("podSecurity: {writablePaths: [{path: tmp}]}", "path must be absolute"),
+        ("podSecurity: {writablePaths: [{path: /tmp, sizeLimit: lots}]}", "positive quantity"),
+        ("podSecurity: {level: restricted, allowPrivilegeEscalation: true}", "allowPrivilegeEscalation must be false"),
+        ("podSecurity: {seccompProfile: {type: Localhost}}", "localhostProfile is required"),
+    ];
+    for (i, (spec, expected)) in cases.iter().enumerate() {
+        let body: DynamicObject = yaml(&format!(
+            "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata:\n  name: bad-{i}\nspec:\n  {spec}\n"
+        ));
+        let error = api.create(&PostParams::default(), &body).await.expect_err(spec).to_string();
+        assert!(error.contains(expected), "{spec}: expected {expected:?} in {error}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_policy_is_not_ready_and_applies_nothing() {
+    let (client, ns) = setup("invalid").await;
+    let original = create_deployment(&client, &ns, INSECURE).await;
+    let _operator = Operator::start(&ns).await;
+    let bad = policy("bad", "  selector:\n    matchLabels:\n      'bad key!': api\n");
+    create_policy(&client, &ns, &bad).await;
+
+    let status = wait_status(&client, &ns, "bad", "InvalidSpec", |s| {
+        condition(s, "Ready") == Some(("False", "InvalidSpec"))
+    })
+    .await;
+    let message = &status.conditions.iter().find(|c| c.type_ == "Ready").expect("ready").message;
+    assert!(message.contains("spec.selector.matchLabels"), "{message}");
+    assert!(status.compliance.is_none());
+    let now = deployment(&client, &ns, "insecure").await;
+    assert_eq!(now.resource_version(), original.resource_version());
+    assert!(!namespace_labels(&client, &ns).await.contains_key("pod-security.kubernetes.io/enforce"));
+}
+
+/// Every field present in `expected` has the same value in `actual`.
+fn assert_subset(expected: &Value, actual: &Value, path: &str) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (key, value) in e {
+                let found = a.get(key).unwrap_or_else(|| panic!("{path}.{key} lost in round trip"));
+                assert_subset(value, found, &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            assert_eq!(e.len(), a.len(), "{path} length");
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                assert_subset(ev, av, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(expected, actual, "{path}"),
+    }
+}
+
+#[tokio::test]
+async fn every_field_of_the_example_policy_survives_the_api_server() {
+    let (client, ns) = setup("roundtrip").await;
+    let text = std::fs::read_to_string("examples/goreal/10-policy.yaml").expect("example");
+    let mut written: Value = yaml(&text);
+    written["metadata"]["namespace"] = json!(ns);
+    let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
+    let typed: GoREALSecurityPolicy = serde_json::from_value(written.clone()).expect("typed");
+    let created = api.create(&PostParams::default(), &typed).await.expect("create example");
+    let read_back = serde_json::to_value(api.get(&created.name_any()).await.expect("get")).expect("json");
+    assert_subset(&written["spec"], &read_back["spec"], "spec");
+    assert_eq!(created.spec, typed.spec);
+}
