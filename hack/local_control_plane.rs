@@ -24,7 +24,11 @@ async fn main() {
         assert!(status.success(), "kubectl {args:?} failed");
     };
     kubectl(&["apply", "--server-side", "-f", "crds/"]);
-    kubectl(&["wait", "--for=condition=Established", "crd/gorealsecuritypolicies.security.goreal.io"]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gorealsecuritypolicies.security.goreal.io",
+    ]);
     kubectl(&["apply", "--server-side", "-f", "examples/goreal/"]);
 
     let client = plane.client().await;
@@ -40,7 +44,10 @@ async fn main() {
     };
     let operator = tokio::spawn(controller::run(
         client.clone(),
-        RunOptions { namespace: None, concurrency: 4 },
+        RunOptions {
+            namespace: None,
+            concurrency: 4,
+        },
         metrics,
         ready,
         futures::stream::pending(),
@@ -52,12 +59,19 @@ async fn main() {
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     while !operator.is_finished() {
         ticker.tick().await;
-        let Ok(policy) = policies.get("goreal-baseline").await else { continue };
-        let Some(status) = policy.status else { continue };
+        let Ok(policy) = policies.get("goreal-baseline").await else {
+            continue;
+        };
+        let Some(status) = policy.status else {
+            continue;
+        };
         let line = serde_saphyr::to_string(&status).unwrap_or_default();
         if line != last {
             println!("--- status of goreal/goreal-baseline ---\n{line}");
-            println!("try: kubectl --kubeconfig {} -n goreal get gsp,deploy", plane.kubeconfig_path().display());
+            println!(
+                "try: kubectl --kubeconfig {} -n goreal get gsp,deploy",
+                plane.kubeconfig_path().display()
+            );
             println!("press Ctrl-C to stop");
             last = line;
         }

@@ -45,7 +45,10 @@ pub async fn apply_workload(
     if force {
         params = params.force();
     }
-    match api.patch(&patch.target.name, &params, &Patch::Apply(&patch.body)).await {
+    match api
+        .patch(&patch.target.name, &params, &Patch::Apply(&patch.body))
+        .await
+    {
         Ok(_) => Ok(ApplyOutcome::Applied),
         Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
             let (managers, fields) = parse_conflict(&status.message);
@@ -72,7 +75,14 @@ pub async fn release_workload(
         "kind": target.kind.as_str(),
         "metadata": { "name": target.name },
     });
-    match api.patch(&target.name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body)).await {
+    match api
+        .patch(
+            &target.name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(error) => Err(error.into()),

@@ -82,7 +82,10 @@ pub fn definition(id: &str) -> Option<&'static CheckDef> {
 
 /// Ids of the checks a capability owns.
 pub fn ids_of(capability: Capability) -> impl Iterator<Item = &'static str> {
-    CATALOGUE.iter().filter(move |c| c.capability == capability).map(|c| c.id)
+    CATALOGUE
+        .iter()
+        .filter(move |c| c.capability == capability)
+        .map(|c| c.id)
 }
 
 /// At most this many offending objects are listed per check; the total is always stated.
@@ -115,12 +118,22 @@ pub struct Evaluation {
 impl Evaluation {
     /// An evaluation of an object the check does not apply to.
     pub fn skipped(check: &'static str, reason: &'static str) -> Self {
-        Evaluation { check, applicable: false, skip_reason: Some(reason), violations: Vec::new() }
+        Evaluation {
+            check,
+            applicable: false,
+            skip_reason: Some(reason),
+            violations: Vec::new(),
+        }
     }
 
     /// An applicable evaluation with its violations.
     pub fn of(check: &'static str, violations: Vec<Violation>) -> Self {
-        Evaluation { check, applicable: true, skip_reason: None, violations }
+        Evaluation {
+            check,
+            applicable: true,
+            skip_reason: None,
+            violations,
+        }
     }
 }
 
@@ -128,12 +141,20 @@ impl Evaluation {
 pub fn report(capabilities: &[Capability], evaluations: &[Evaluation]) -> ComplianceStatus {
     let mut by_check: BTreeMap<&str, Vec<&Evaluation>> = BTreeMap::new();
     for evaluation in evaluations {
-        by_check.entry(evaluation.check).or_default().push(evaluation);
+        by_check
+            .entry(evaluation.check)
+            .or_default()
+            .push(evaluation);
     }
     let checks: Vec<CheckStatus> = CATALOGUE
         .iter()
         .filter(|def| capabilities.contains(&def.capability))
-        .map(|def| summarize(def, by_check.get(def.id).map(Vec::as_slice).unwrap_or_default()))
+        .map(|def| {
+            summarize(
+                def,
+                by_check.get(def.id).map(Vec::as_slice).unwrap_or_default(),
+            )
+        })
         .collect();
     let count = |r: CheckResult| checks.iter().filter(|c| c.result == r).count() as u32;
     ComplianceStatus {
@@ -170,7 +191,12 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
         (CheckResult::Pass, message)
     } else {
         let first = offending[0];
-        let mut message = format!("{} offending: {} {}", offending.len(), first.object, first.detail);
+        let mut message = format!(
+            "{} offending: {} {}",
+            offending.len(),
+            first.object,
+            first.detail
+        );
         if offending.len() > 1 {
             message.push_str(&format!(" (and {} more)", offending.len() - 1));
         }
@@ -182,7 +208,11 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
         severity: def.severity,
         result,
         message,
-        objects: offending.iter().take(MAX_LISTED_OBJECTS).map(|v| v.object.clone()).collect(),
+        objects: offending
+            .iter()
+            .take(MAX_LISTED_OBJECTS)
+            .map(|v| v.object.clone())
+            .collect(),
         total_objects: offending.len() as u32,
         exemptions,
     }
@@ -200,12 +230,16 @@ fn weight(severity: Severity) -> u32 {
 /// Severity-weighted share of passing checks among those that passed or failed; 100 when
 /// nothing could be checked.
 pub fn score(checks: &[CheckStatus]) -> u8 {
-    let (passed, total) = checks.iter().fold((0u32, 0u32), |(p, t), c| match c.result {
-        CheckResult::Pass => (p + weight(c.severity), t + weight(c.severity)),
-        CheckResult::Fail => (p, t + weight(c.severity)),
-        CheckResult::Skip => (p, t),
-    });
-    if total == 0 { 100 } else { ((passed * 100 + total / 2) / total) as u8 }
+    let (passed, total) = checks
+        .iter()
+        .fold((0u32, 0u32), |(p, t), c| match c.result {
+            CheckResult::Pass => (p + weight(c.severity), t + weight(c.severity)),
+            CheckResult::Fail => (p, t + weight(c.severity)),
+            CheckResult::Skip => (p, t),
+        });
+    (passed * 100 + total / 2)
+        .checked_div(total)
+        .map_or(100, |score| score as u8)
 }
 
 #[cfg(test)]
@@ -213,7 +247,11 @@ mod tests {
     use super::*;
 
     fn violation(object: &str, exempt: Option<&str>) -> Violation {
-        Violation { object: object.into(), detail: "bad".into(), exempt: exempt.map(Into::into) }
+        Violation {
+            object: object.into(),
+            detail: "bad".into(),
+            exempt: exempt.map(Into::into),
+        }
     }
 
     #[test]
@@ -227,9 +265,18 @@ mod tests {
 
     #[test]
     fn offender_list_is_bounded_but_total_is_exact() {
-        let violations = (0..50).map(|i| violation(&format!("Deployment/d{i}"), None)).collect();
-        let report = report(&[Capability::PodSecurity], &[Evaluation::of(PRIVILEGED, violations)]);
-        let check = report.checks.iter().find(|c| c.id == PRIVILEGED).expect("check");
+        let violations = (0..50)
+            .map(|i| violation(&format!("Deployment/d{i}"), None))
+            .collect();
+        let report = report(
+            &[Capability::PodSecurity],
+            &[Evaluation::of(PRIVILEGED, violations)],
+        );
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.id == PRIVILEGED)
+            .expect("check");
         assert_eq!(check.result, CheckResult::Fail);
         assert_eq!(check.objects.len(), MAX_LISTED_OBJECTS);
         assert_eq!(check.total_objects, 50);
@@ -238,19 +285,32 @@ mod tests {
 
     #[test]
     fn exempt_violations_pass_and_carry_their_reason() {
-        let evaluation =
-            Evaluation::of(PRIVILEGED, vec![violation("DaemonSet/cni", Some("needs the host"))]);
+        let evaluation = Evaluation::of(
+            PRIVILEGED,
+            vec![violation("DaemonSet/cni", Some("needs the host"))],
+        );
         let report = report(&[Capability::PodSecurity], &[evaluation]);
-        let check = report.checks.iter().find(|c| c.id == PRIVILEGED).expect("check");
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.id == PRIVILEGED)
+            .expect("check");
         assert_eq!(check.result, CheckResult::Pass);
-        assert_eq!(check.exemptions, vec!["DaemonSet/cni: needs the host".to_string()]);
+        assert_eq!(
+            check.exemptions,
+            vec!["DaemonSet/cni: needs the host".to_string()]
+        );
     }
 
     #[test]
     fn checks_without_applicable_objects_skip_with_reason() {
         let evaluation = Evaluation::skipped(SECCOMP_PROFILE, "not applicable to Windows pods");
         let report = report(&[Capability::PodSecurity], &[evaluation]);
-        let check = report.checks.iter().find(|c| c.id == SECCOMP_PROFILE).expect("check");
+        let check = report
+            .checks
+            .iter()
+            .find(|c| c.id == SECCOMP_PROFILE)
+            .expect("check");
         assert_eq!(check.result, CheckResult::Skip);
         assert_eq!(check.message, "not applicable to Windows pods");
     }

@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Spec of a GoREALSecurityPolicy: which workloads of its namespace it governs and how.
+// Each printer column repeats `type_`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "security.goreal.io",
@@ -20,7 +22,11 @@ use serde::{Deserialize, Serialize};
     status = "GoREALSecurityPolicyStatus",
     derive = "PartialEq",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(name = "Score", type_ = "integer", json_path = ".status.compliance.score"),
+    printcolumn(
+        name = "Score",
+        type_ = "integer",
+        json_path = ".status.compliance.score"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -31,7 +37,11 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Compliant\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GoREALSecurityPolicySpec {
@@ -154,7 +164,10 @@ fn default_automount() -> Option<bool> {
 }
 
 fn default_writable_paths() -> Vec<WritablePath> {
-    vec![WritablePath { path: "/tmp".into(), size_limit: "100Mi".into() }]
+    vec![WritablePath {
+        path: "/tmp".into(),
+        size_limit: "100Mi".into(),
+    }]
 }
 
 impl Default for PodSecuritySpec {
@@ -184,7 +197,10 @@ impl Default for PodSecuritySpec {
 pub struct CapabilitiesSpec {
     /// Capabilities removed from every container; `ALL` removes every capability.
     #[serde(default = "default_drop")]
-    #[schemars(length(max = 64), inner(regex(pattern = r"^(ALL|[A-Z][A-Z_]*)$"), length(max = 64)))]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r"^(ALL|[A-Z][A-Z_]*)$"), length(max = 64))
+    )]
     pub drop: Vec<String>,
     /// Capabilities a container may keep when it asks for them; anything else it asks for is
     /// removed. `ALL` is not allowed here.
@@ -195,7 +211,10 @@ pub struct CapabilitiesSpec {
 
 impl Default for CapabilitiesSpec {
     fn default() -> Self {
-        CapabilitiesSpec { drop: default_drop(), add: Vec::new() }
+        CapabilitiesSpec {
+            drop: default_drop(),
+            add: Vec::new(),
+        }
     }
 }
 
@@ -205,7 +224,9 @@ fn default_drop() -> Vec<String> {
 
 /// Capabilities that may be re-added after dropping ALL: the harmless part of the container
 /// runtime's default set. Privileged ones (SYS_ADMIN, NET_ADMIN, ...) cannot be named at all.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[allow(non_camel_case_types)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum AddCapability {
@@ -490,19 +511,32 @@ mod tests {
     /// A structural schema has a type on every node, except where Kubernetes allows it to be
     /// absent (int-or-string, preserve-unknown-fields), and no unions of object shapes.
     fn assert_structural(schema: &Value, path: &str) {
-        let Some(object) = schema.as_object() else { return };
+        let Some(object) = schema.as_object() else {
+            return;
+        };
         let exempt = object.contains_key("x-kubernetes-int-or-string")
             || object.contains_key("x-kubernetes-preserve-unknown-fields");
         assert!(exempt || object.contains_key("type"), "{path} has no type");
         for key in ["oneOf", "anyOf", "allOf"] {
-            for (i, branch) in object.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            for (i, branch) in object
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 assert!(
                     branch.get("type").is_none() && branch.get("properties").is_none(),
                     "{path}.{key}[{i}] declares a type or properties"
                 );
             }
         }
-        for (name, child) in object.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        for (name, child) in object
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             assert_structural(child, &format!("{path}.{name}"));
         }
         if let Some(items) = object.get("items") {
@@ -524,13 +558,25 @@ mod tests {
     fn enums_are_plain_string_enums() {
         let crd = serde_json::to_value(GoREALSecurityPolicy::crd()).expect("json");
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-        assert_eq!(spec["properties"]["mode"]["enum"], serde_json::json!(["Enforce", "Audit"]));
+        assert_eq!(
+            spec["properties"]["mode"]["enum"],
+            serde_json::json!(["Enforce", "Audit"])
+        );
         let level = &spec["properties"]["podSecurity"]["properties"]["level"];
         assert_eq!(level["type"], "string");
         assert_eq!(level["enum"], serde_json::json!(["restricted", "baseline"]));
-        let add = &spec["properties"]["podSecurity"]["properties"]["capabilities"]["properties"]["add"];
-        assert!(add["items"]["enum"].as_array().is_some_and(|v| v.contains(&"NET_BIND_SERVICE".into())));
-        assert!(!add["items"]["enum"].as_array().is_some_and(|v| v.contains(&"ALL".into())));
+        let add =
+            &spec["properties"]["podSecurity"]["properties"]["capabilities"]["properties"]["add"];
+        assert!(
+            add["items"]["enum"]
+                .as_array()
+                .is_some_and(|v| v.contains(&"NET_BIND_SERVICE".into()))
+        );
+        assert!(
+            !add["items"]["enum"]
+                .as_array()
+                .is_some_and(|v| v.contains(&"ALL".into()))
+        );
     }
 
     #[test]

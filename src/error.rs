@@ -34,7 +34,10 @@ impl Error {
     /// Whether retrying may succeed without a change to the policy: stale resourceVersion (409
     /// that is not an apply conflict), throttling (429), server errors and transport failures.
     pub fn is_transient(&self) -> bool {
-        matches!(self.category(), "conflict" | "throttled" | "server" | "transport")
+        matches!(
+            self.category(),
+            "conflict" | "throttled" | "server" | "transport"
+        )
     }
 }
 

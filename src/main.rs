@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use goreal_operator::{controller, crd, http, metrics::Metrics, render, telemetry};
 
 #[derive(Parser)]
-#[command(name = "goreal-operator", version, about = "Kubernetes operator for GoREALSecurityPolicy")]
+#[command(
+    name = "goreal-operator",
+    version,
+    about = "Kubernetes operator for GoREALSecurityPolicy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,11 +69,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let manifests = render::load(&files)?;
             let rendered = render::render(&manifests, jiff::Timestamp::now())?;
             print!("{}", rendered.yaml);
-            Ok(if rendered.all_valid { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if rendered.all_valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Run { namespace, http_addr, concurrency, log_json } => {
+        Command::Run {
+            namespace,
+            http_addr,
+            concurrency,
+            log_json,
+        } => {
             telemetry::init(log_json);
-            let client = kube::Client::try_default().await.context("no usable kubeconfig")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("no usable kubeconfig")?;
             let metrics = Metrics::new()?;
             let ready = Arc::new(AtomicBool::new(false));
             let listener = tokio::net::TcpListener::bind(http_addr)
@@ -77,12 +92,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {http_addr}"))?;
             tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
             tracing::info!(%http_addr, namespace = namespace.as_deref().unwrap_or("<all>"), "starting");
-            let options = controller::RunOptions { namespace, concurrency };
+            let options = controller::RunOptions {
+                namespace,
+                concurrency,
+            };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            controller::run(client, options, metrics, ready, futures::stream::pending(), shutdown)
-                .await;
+            controller::run(
+                client,
+                options,
+                metrics,
+                ready,
+                futures::stream::pending(),
+                shutdown,
+            )
+            .await;
             Ok(ExitCode::SUCCESS)
         }
     }

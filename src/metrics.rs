@@ -28,28 +28,46 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("goreal".into()), None)?;
         let reconciles = IntCounterVec::new(
-            Opts::new("reconcile_total", "Reconciles of GoREALSecurityPolicy resources"),
+            Opts::new(
+                "reconcile_total",
+                "Reconciles of GoREALSecurityPolicy resources",
+            ),
             &[],
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("reconcile_errors_total", "Failed reconciles by error category"),
+            Opts::new(
+                "reconcile_errors_total",
+                "Failed reconciles by error category",
+            ),
             &["category"],
         )?;
         let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("reconcile_duration_seconds", "Duration of one reconcile")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new("reconcile_duration_seconds", "Duration of one reconcile").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
             &[],
         )?;
         let compliance_score = IntGaugeVec::new(
-            Opts::new("policy_compliance_score", "Compliance score (0-100) per policy"),
+            Opts::new(
+                "policy_compliance_score",
+                "Compliance score (0-100) per policy",
+            ),
             &["namespace", "policy"],
         )?;
         let applied_objects = IntCounterVec::new(
-            Opts::new("applied_objects_total", "Objects written with server-side apply"),
+            Opts::new(
+                "applied_objects_total",
+                "Objects written with server-side apply",
+            ),
             &["kind"],
         )?;
         let conflicts = IntCounterVec::new(
-            Opts::new("field_conflicts_total", "Field conflicts with other managers reported"),
+            Opts::new(
+                "field_conflicts_total",
+                "Field conflicts with other managers reported",
+            ),
             &["kind"],
         )?;
         registry.register(Box::new(reconciles.clone()))?;
@@ -72,7 +90,10 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut buffer = Vec::new();
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buffer).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buffer).unwrap_or_default()
@@ -92,9 +113,18 @@ mod tests {
     fn exposition_uses_the_goreal_prefix() {
         let metrics = Metrics::new().expect("metrics");
         metrics.reconciles.with_label_values::<&str>(&[]).inc();
-        metrics.reconcile_errors.with_label_values(&["server"]).inc();
-        metrics.compliance_score.with_label_values(&["goreal", "baseline"]).set(88);
-        metrics.reconcile_duration.with_label_values::<&str>(&[]).observe(0.01);
+        metrics
+            .reconcile_errors
+            .with_label_values(&["server"])
+            .inc();
+        metrics
+            .compliance_score
+            .with_label_values(&["goreal", "baseline"])
+            .set(88);
+        metrics
+            .reconcile_duration
+            .with_label_values::<&str>(&[])
+            .observe(0.01);
         let text = metrics.encode();
         for name in [
             "goreal_reconcile_total 1",

@@ -8,11 +8,11 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
+use crate::compliance::{Capability, ids_of};
 use crate::crd::{
     AddCapability, AppArmorProfileSpec, Exemption, GoREALSecurityPolicy, Level, Mode,
     SeccompProfileSpec, SeccompProfileType,
 };
-use crate::compliance::{Capability, ids_of};
 
 /// A policy whose spec passed every check; the only input the planners accept.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +99,9 @@ enum Requirement {
 impl Selector {
     /// Whether the labels satisfy every term; the empty selector matches everything.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.expressions.iter().all(|req| match req {
                 Requirement::In(k, values) => labels.get(k).is_some_and(|v| values.contains(v)),
                 Requirement::NotIn(k, values) => labels.get(k).is_none_or(|v| !values.contains(v)),
@@ -126,14 +128,21 @@ impl fmt::Display for ValidationError {
 
 /// Joins validation errors into one message for a condition or an event.
 pub fn describe(errors: &[ValidationError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 struct Problems(Vec<ValidationError>);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ValidationError { field: field.into(), message: message.into() });
+        self.0.push(ValidationError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -144,9 +153,16 @@ pub fn validate(policy: &GoREALSecurityPolicy) -> Result<ValidatedPolicy, Vec<Va
     if namespace.is_empty() {
         problems.add("metadata.namespace", "a policy must live in a namespace");
     }
-    let selector = parse_selector(policy.spec.selector.as_ref(), "spec.selector", &mut problems);
-    let pod_security =
-        policy.spec.pod_security.as_ref().map(|spec| validate_pod_security(spec, &mut problems));
+    let selector = parse_selector(
+        policy.spec.selector.as_ref(),
+        "spec.selector",
+        &mut problems,
+    );
+    let pod_security = policy
+        .spec
+        .pod_security
+        .as_ref()
+        .map(|spec| validate_pod_security(spec, &mut problems));
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -175,10 +191,16 @@ fn validate_pod_security(
         );
     }
     if restricted && !spec.run_as_non_root {
-        problems.add(format!("{F}.runAsNonRoot"), "must be true at level restricted");
+        problems.add(
+            format!("{F}.runAsNonRoot"),
+            "must be true at level restricted",
+        );
     }
     if spec.run_as_non_root && spec.run_as_user == Some(0) {
-        problems.add(format!("{F}.runAsUser"), "runAsUser 0 contradicts runAsNonRoot");
+        problems.add(
+            format!("{F}.runAsUser"),
+            "runAsUser 0 contradicts runAsNonRoot",
+        );
     }
     for (field, value) in [
         ("runAsUser", spec.run_as_user),
@@ -198,14 +220,24 @@ fn validate_pod_security(
         }
     }
     if restricted && !spec.capabilities.drop.iter().any(|c| c == "ALL") {
-        problems.add(format!("{F}.capabilities.drop"), "must contain ALL at level restricted");
+        problems.add(
+            format!("{F}.capabilities.drop"),
+            "must contain ALL at level restricted",
+        );
     }
     if restricted {
-        for cap in spec.capabilities.add.iter().filter(|c| **c != AddCapability::NET_BIND_SERVICE)
+        for cap in spec
+            .capabilities
+            .add
+            .iter()
+            .filter(|c| **c != AddCapability::NET_BIND_SERVICE)
         {
             problems.add(
                 format!("{F}.capabilities.add"),
-                format!("level restricted allows only NET_BIND_SERVICE, not {}", cap.as_str()),
+                format!(
+                    "level restricted allows only NET_BIND_SERVICE, not {}",
+                    cap.as_str()
+                ),
             );
         }
     }
@@ -252,7 +284,12 @@ fn validate_pod_security(
         read_only_root_filesystem: spec.read_only_root_filesystem,
         allow_privilege_escalation: spec.allow_privilege_escalation,
         drop_capabilities: spec.capabilities.drop.clone(),
-        allowed_add: spec.capabilities.add.iter().map(|c| c.as_str().to_string()).collect(),
+        allowed_add: spec
+            .capabilities
+            .add
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
         seccomp: spec.seccomp_profile.clone(),
         app_armor: spec.app_armor_profile.clone(),
         automount_service_account_token: spec.automount_service_account_token,
@@ -279,7 +316,10 @@ fn validate_writable_paths(
         let field = format!("spec.podSecurity.writablePaths[{i}]");
         let path = writable.path.as_str();
         if !path.starts_with('/') {
-            problems.add(format!("{field}.path"), format!("{path:?} must be an absolute path"));
+            problems.add(
+                format!("{field}.path"),
+                format!("{path:?} must be an absolute path"),
+            );
             continue;
         }
         if path == "/" || path.split('/').any(|s| s == "." || s == "..") || path.ends_with('/') {
@@ -290,13 +330,19 @@ fn validate_writable_paths(
             continue;
         }
         if let Some(earlier) = volumes.iter().find(|v| v.path == path) {
-            problems.add(format!("{field}.path"), format!("{} is listed twice", earlier.path));
+            problems.add(
+                format!("{field}.path"),
+                format!("{} is listed twice", earlier.path),
+            );
             continue;
         }
         if !is_positive_quantity(&writable.size_limit) {
             problems.add(
                 format!("{field}.sizeLimit"),
-                format!("{:?} is not a positive quantity such as 100Mi", writable.size_limit),
+                format!(
+                    "{:?} is not a positive quantity such as 100Mi",
+                    writable.size_limit
+                ),
             );
         }
         volumes.push(WritableVolume {
@@ -315,7 +361,13 @@ pub fn writable_volume_name(path: &str) -> String {
     let slug: String = path
         .trim_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let digest = Sha256::digest(path.as_bytes());
     let suffix: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
@@ -334,8 +386,9 @@ fn is_capability_name(name: &str) -> bool {
 /// Accepts the Kubernetes quantity forms used for sizes: a positive decimal number with an
 /// optional binary (Ki..Ei) or decimal (k, M..E) suffix, or an exponent.
 fn is_positive_quantity(value: &str) -> bool {
-    const SUFFIXES: [&str; 13] =
-        ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m"];
+    const SUFFIXES: [&str; 13] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m",
+    ];
     let number = if let Some(number) = SUFFIXES.iter().find_map(|s| value.strip_suffix(s)) {
         number
     } else if let Some((mantissa, exponent)) = value.split_once(['e', 'E']) {
@@ -357,7 +410,9 @@ fn parse_selector(
     field: &str,
     problems: &mut Problems,
 ) -> Selector {
-    let Some(selector) = selector else { return Selector::default() };
+    let Some(selector) = selector else {
+        return Selector::default();
+    };
     let mut parsed = Selector::default();
     for (key, value) in selector.match_labels.iter().flatten() {
         check_label_key(key, &format!("{field}.matchLabels"), problems);
@@ -373,10 +428,16 @@ fn parse_selector(
         }
         let needs_values = matches!(expr.operator.as_str(), "In" | "NotIn");
         if needs_values && values.is_empty() {
-            problems.add(format!("{efield}.values"), "In and NotIn need at least one value");
+            problems.add(
+                format!("{efield}.values"),
+                "In and NotIn need at least one value",
+            );
         }
         if !needs_values && !values.is_empty() {
-            problems.add(format!("{efield}.values"), "Exists and DoesNotExist take no values");
+            problems.add(
+                format!("{efield}.values"),
+                "Exists and DoesNotExist take no values",
+            );
         }
         let key = expr.key.clone();
         match expr.operator.as_str() {
@@ -404,7 +465,9 @@ fn check_label_key(key: &str, field: &str, problems: &mut Problems) {
             && p.len() <= 253
             && p.split('.').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             })
@@ -423,7 +486,8 @@ fn check_label_value(value: &str, field: &str, problems: &mut Problems) {
 /// A label name or value: at most 63 alphanumerics, `-`, `_` or `.`, alphanumeric at both ends.
 fn is_label_name(s: &str) -> bool {
     s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
@@ -436,7 +500,10 @@ mod tests {
     fn policy(pod_security: PodSecuritySpec) -> GoREALSecurityPolicy {
         let mut policy = GoREALSecurityPolicy::new(
             "baseline",
-            GoREALSecurityPolicySpec { pod_security: Some(pod_security), ..Default::default() },
+            GoREALSecurityPolicySpec {
+                pod_security: Some(pod_security),
+                ..Default::default()
+            },
         );
         policy.metadata.namespace = Some("goreal".into());
         policy
@@ -455,14 +522,23 @@ mod tests {
         let settings = validated.pod_security.expect("pod security");
         assert_eq!(settings.writable_paths.len(), 1);
         assert_eq!(settings.writable_paths[0].path, "/tmp");
-        assert!(settings.writable_paths[0].volume_name.starts_with("goreal-writable-tmp-"));
+        assert!(
+            settings.writable_paths[0]
+                .volume_name
+                .starts_with("goreal-writable-tmp-")
+        );
     }
 
     #[test]
     fn all_problems_are_reported_at_once() {
-        let mut spec = PodSecuritySpec::default();
-        spec.allow_privilege_escalation = true;
-        spec.writable_paths = vec![WritablePath { path: "tmp".into(), size_limit: "1Gi".into() }];
+        let mut spec = PodSecuritySpec {
+            allow_privilege_escalation: true,
+            writable_paths: vec![WritablePath {
+                path: "tmp".into(),
+                size_limit: "1Gi".into(),
+            }],
+            ..Default::default()
+        };
         spec.capabilities.drop = vec!["net_raw".into()];
         let found = errors(spec);
         assert_eq!(found.len(), 4, "{found:?}");
@@ -493,25 +569,41 @@ mod tests {
 
     #[test]
     fn duplicate_and_unclean_writable_paths_are_refused() {
-        let mut spec = PodSecuritySpec::default();
-        spec.writable_paths = vec![
-            WritablePath { path: "/tmp".into(), size_limit: "1Mi".into() },
-            WritablePath { path: "/tmp".into(), size_limit: "1Mi".into() },
-            WritablePath { path: "/var/../etc".into(), size_limit: "1Mi".into() },
-            WritablePath { path: "/".into(), size_limit: "1Mi".into() },
-        ];
+        let spec = PodSecuritySpec {
+            writable_paths: vec![
+                WritablePath {
+                    path: "/tmp".into(),
+                    size_limit: "1Mi".into(),
+                },
+                WritablePath {
+                    path: "/tmp".into(),
+                    size_limit: "1Mi".into(),
+                },
+                WritablePath {
+                    path: "/var/../etc".into(),
+                    size_limit: "1Mi".into(),
+                },
+                WritablePath {
+                    path: "/".into(),
+                    size_limit: "1Mi".into(),
+                },
+            ],
+            ..Default::default()
+        };
         assert_eq!(errors(spec).len(), 3);
     }
 
     #[test]
     fn exemption_needs_reason_and_known_check_ids() {
-        let mut spec = PodSecuritySpec::default();
-        spec.exemptions = vec![Exemption {
-            workload: "legacy".into(),
-            container: None,
-            checks: vec!["pod.no-such-check".into()],
-            reason: "  ".into(),
-        }];
+        let spec = PodSecuritySpec {
+            exemptions: vec![Exemption {
+                workload: "legacy".into(),
+                container: None,
+                checks: vec!["pod.no-such-check".into()],
+                reason: "  ".into(),
+            }],
+            ..Default::default()
+        };
         let found = errors(spec);
         assert_eq!(found.len(), 2, "{found:?}");
     }
@@ -534,17 +626,32 @@ mod tests {
         policy.spec.selector = Some(LabelSelector {
             match_labels: Some(BTreeMap::from([("app".into(), "goreal".into())])),
             match_expressions: Some(vec![
-                R { key: "tier".into(), operator: "In".into(), values: Some(vec!["api".into()]) },
-                R { key: "legacy".into(), operator: "DoesNotExist".into(), values: None },
+                R {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["api".into()]),
+                },
+                R {
+                    key: "legacy".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
             ]),
         });
         let selector = validate(&policy).expect("valid").selector;
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(selector.matches(&labels(&[("app", "goreal"), ("tier", "api")])));
         assert!(!selector.matches(&labels(&[("app", "goreal"), ("tier", "db")])));
-        assert!(!selector.matches(&labels(&[("app", "goreal"), ("tier", "api"), ("legacy", "")])));
+        assert!(!selector.matches(&labels(&[
+            ("app", "goreal"),
+            ("tier", "api"),
+            ("legacy", "")
+        ])));
         assert!(Selector::default().matches(&labels(&[])));
     }
 

@@ -118,24 +118,33 @@ impl Workload {
 
     /// Labels of the pod template, which the policy selector matches.
     pub fn template_labels(&self) -> BTreeMap<String, String> {
-        self.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default()
+        self.template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
     }
 
     /// The controller owner reference, if any.
     pub fn controller(&self) -> Option<&OwnerReference> {
-        self.owner_references.iter().find(|o| o.controller == Some(true))
+        self.owner_references
+            .iter()
+            .find(|o| o.controller == Some(true))
     }
 
     /// A ReplicaSet or Job created by a built-in controller (Deployment, CronJob): its parent is
     /// hardened instead, so it is not a workload of its own.
     pub fn is_built_in_child(&self) -> bool {
         matches!(self.kind, WorkloadKind::ReplicaSet | WorkloadKind::Job)
-            && self.controller().is_some_and(|o| is_built_in_api(&o.api_version))
+            && self
+                .controller()
+                .is_some_and(|o| is_built_in_api(&o.api_version))
     }
 
     /// Controlled by another operator's custom resource: reported, never patched.
     pub fn is_unmanaged(&self) -> bool {
-        self.controller().is_some_and(|o| !is_built_in_api(&o.api_version))
+        self.controller()
+            .is_some_and(|o| !is_built_in_api(&o.api_version))
     }
 }
 
@@ -176,7 +185,10 @@ macro_rules! workload_resource {
                 &self.metadata
             }
             fn template(&self) -> Option<&PodTemplateSpec> {
-                { let $spec = &self.spec; Some($template) }
+                {
+                    let $spec = &self.spec;
+                    Some($template)
+                }
             }
         }
     };

@@ -73,7 +73,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
     for path in paths {
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| RenderError::Read { path: path.display().to_string(), source })?
+                .map_err(|source| RenderError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
@@ -93,8 +96,10 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
 pub fn load(paths: &[PathBuf]) -> Result<Manifests, RenderError> {
     let mut manifests = Manifests::default();
     for file in collect_files(paths)? {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|source| RenderError::Read { path: file.display().to_string(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
+            path: file.display().to_string(),
+            source,
+        })?;
         parse_into(&file, &text, &mut manifests)?;
     }
     Ok(manifests)
@@ -104,13 +109,22 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, RenderError> {
 /// skipped.
 pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<(), RenderError> {
     let path = file.display().to_string();
-    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| RenderError::Yaml { path: path.clone(), message: e.to_string() })?;
+    // YAML 1.2 booleans only: `n`, `no` or `on` as a name must stay a string, as in kubectl.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| RenderError::Yaml {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     for (i, document) in documents.into_iter().enumerate() {
         if document.is_null() {
             continue;
         }
-        let kind = document.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let kind = document
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = document
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -137,12 +151,24 @@ pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<
         match kind.as_str() {
             "GoREALSecurityPolicy" => manifests.policies.push(typed(document).map_err(error)?),
             "Namespace" => manifests.namespaces.push(typed(document).map_err(error)?),
-            "Deployment" => manifests.workloads.push(workload::<Deployment>(document).map_err(error)?),
-            "StatefulSet" => manifests.workloads.push(workload::<StatefulSet>(document).map_err(error)?),
-            "DaemonSet" => manifests.workloads.push(workload::<DaemonSet>(document).map_err(error)?),
-            "ReplicaSet" => manifests.workloads.push(workload::<ReplicaSet>(document).map_err(error)?),
-            "Job" => manifests.workloads.push(workload::<Job>(document).map_err(error)?),
-            "CronJob" => manifests.workloads.push(workload::<CronJob>(document).map_err(error)?),
+            "Deployment" => manifests
+                .workloads
+                .push(workload::<Deployment>(document).map_err(error)?),
+            "StatefulSet" => manifests
+                .workloads
+                .push(workload::<StatefulSet>(document).map_err(error)?),
+            "DaemonSet" => manifests
+                .workloads
+                .push(workload::<DaemonSet>(document).map_err(error)?),
+            "ReplicaSet" => manifests
+                .workloads
+                .push(workload::<ReplicaSet>(document).map_err(error)?),
+            "Job" => manifests
+                .workloads
+                .push(workload::<Job>(document).map_err(error)?),
+            "CronJob" => manifests
+                .workloads
+                .push(workload::<CronJob>(document).map_err(error)?),
             _ => {}
         }
     }
@@ -202,7 +228,13 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                 }
                 resources.sort();
                 let (compliance, workloads) = policy::report(&validated, &desired, &|_| true, &[]);
-                Outcome::Planned { audit: !enforce, conflicts: vec![], compliance, workloads, resources }
+                Outcome::Planned {
+                    audit: !enforce,
+                    conflicts: vec![],
+                    compliance,
+                    workloads,
+                    resources,
+                }
             }
         };
         let status = status::build(None, raw.metadata.generation, &outcome, None, now);
@@ -213,8 +245,10 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
             "status": status,
         }));
     }
-    let yaml = serde_saphyr::to_string_multiple(&documents)
-        .map_err(|e| RenderError::Yaml { path: "<output>".into(), message: e.to_string() })?;
+    let yaml = serde_saphyr::to_string_multiple(&documents).map_err(|e| RenderError::Yaml {
+        path: "<output>".into(),
+        message: e.to_string(),
+    })?;
     Ok(Rendered { yaml, all_valid })
 }
 
@@ -226,7 +260,11 @@ fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
         .map(|n| n.labels().clone())
         .unwrap_or_default();
     Observed {
-        namespace: NamespaceState { name: namespace.into(), labels, labelled_by_us: false },
+        namespace: NamespaceState {
+            name: namespace.into(),
+            labels,
+            labelled_by_us: false,
+        },
         workloads: manifests
             .workloads
             .iter()

@@ -84,7 +84,12 @@ pub fn build(
         }
     };
     let degraded_condition = match degraded {
-        Some(message) => condition(conditions::DEGRADED, true, reasons::API_ERRORS, message.into()),
+        Some(message) => condition(
+            conditions::DEGRADED,
+            true,
+            reasons::API_ERRORS,
+            message.into(),
+        ),
         None => condition(
             conditions::DEGRADED,
             false,
@@ -96,7 +101,12 @@ pub fn build(
         Outcome::Invalid(message) => GoREALSecurityPolicyStatus {
             observed_generation: generation,
             conditions: vec![
-                condition(conditions::READY, false, reasons::INVALID_SPEC, message.clone()),
+                condition(
+                    conditions::READY,
+                    false,
+                    reasons::INVALID_SPEC,
+                    message.clone(),
+                ),
                 condition(
                     conditions::COMPLIANT,
                     false,
@@ -109,13 +119,22 @@ pub fn build(
             workloads: None,
             resources: Vec::new(),
         },
-        Outcome::Planned { audit, conflicts, compliance, workloads, resources } => {
+        Outcome::Planned {
+            audit,
+            conflicts,
+            compliance,
+            workloads,
+            resources,
+        } => {
             let ready = if !conflicts.is_empty() {
                 condition(
                     conditions::READY,
                     false,
                     reasons::FIELD_CONFLICT,
-                    format!("not applied where other managers hold fields: {}", conflicts.join("; ")),
+                    format!(
+                        "not applied where other managers hold fields: {}",
+                        conflicts.join("; ")
+                    ),
                 )
             } else if *audit {
                 condition(
@@ -184,7 +203,10 @@ mod tests {
     use super::*;
 
     fn planned(failing: bool) -> Outcome {
-        let mut compliance = ComplianceStatus { score: 100, ..Default::default() };
+        let mut compliance = ComplianceStatus {
+            score: 100,
+            ..Default::default()
+        };
         if failing {
             compliance.checks.push(crate::crd::CheckStatus {
                 id: "pod.privileged".into(),
@@ -212,24 +234,52 @@ mod tests {
         let t1: Timestamp = "2026-01-02T00:00:00Z".parse().expect("time");
         let first = build(None, Some(1), &planned(false), None, t0);
         let same = build(Some(&first), Some(2), &planned(false), None, t1);
-        assert_eq!(first.conditions, same.conditions.iter().cloned().map(|mut c| {
-            c.observed_generation = Some(1);
-            c
-        }).collect::<Vec<_>>());
+        assert_eq!(
+            first.conditions,
+            same.conditions
+                .iter()
+                .cloned()
+                .map(|mut c| {
+                    c.observed_generation = Some(1);
+                    c
+                })
+                .collect::<Vec<_>>()
+        );
         let flipped = build(Some(&same), Some(2), &planned(true), None, t1);
-        let compliant = flipped.conditions.iter().find(|c| c.type_ == "Compliant").expect("c");
+        let compliant = flipped
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Compliant")
+            .expect("c");
         assert_eq!(compliant.status, "False");
         assert_eq!(compliant.last_transition_time.0, t1);
-        let ready = flipped.conditions.iter().find(|c| c.type_ == "Ready").expect("r");
+        let ready = flipped
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("r");
         assert_eq!(ready.last_transition_time.0, t0);
         assert_eq!(transitions(Some(&same), &flipped).len(), 1);
     }
 
     #[test]
     fn invalid_spec_is_not_ready_and_reports_no_compliance() {
-        let status = build(None, Some(3), &Outcome::Invalid("spec.x: bad".into()), None, Timestamp::UNIX_EPOCH);
-        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("ready");
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+        let status = build(
+            None,
+            Some(3),
+            &Outcome::Invalid("spec.x: bad".into()),
+            None,
+            Timestamp::UNIX_EPOCH,
+        );
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
         assert_eq!(ready.message, "spec.x: bad");
         assert!(status.compliance.is_none());
         assert_eq!(status.observed_generation, Some(3));

@@ -46,12 +46,16 @@ fn policy(name: &str, extra: &str) -> GoREALSecurityPolicy {
 
 async fn create_policy(client: &Client, namespace: &str, policy: &GoREALSecurityPolicy) {
     let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), policy).await.expect("create policy");
+    api.create(&PostParams::default(), policy)
+        .await
+        .expect("create policy");
 }
 
 async fn create_deployment(client: &Client, namespace: &str, text: &str) -> Deployment {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &yaml(text)).await.expect("create deployment")
+    api.create(&PostParams::default(), &yaml(text))
+        .await
+        .expect("create deployment")
 }
 
 /// Waits until the policy's status describes its current generation and satisfies `accept`.
@@ -75,7 +79,10 @@ async fn wait_status(
     .await
 }
 
-fn condition<'a>(status: &'a GoREALSecurityPolicyStatus, type_: &str) -> Option<(&'a str, &'a str)> {
+fn condition<'a>(
+    status: &'a GoREALSecurityPolicyStatus,
+    type_: &str,
+) -> Option<(&'a str, &'a str)> {
     status
         .conditions
         .iter()
@@ -83,7 +90,10 @@ fn condition<'a>(status: &'a GoREALSecurityPolicyStatus, type_: &str) -> Option<
         .map(|c| (c.status.as_str(), c.reason.as_str()))
 }
 
-fn check<'a>(status: &'a GoREALSecurityPolicyStatus, id: &str) -> &'a goreal_operator::crd::CheckStatus {
+fn check<'a>(
+    status: &'a GoREALSecurityPolicyStatus,
+    id: &str,
+) -> &'a goreal_operator::crd::CheckStatus {
     status
         .compliance
         .as_ref()
@@ -92,27 +102,46 @@ fn check<'a>(status: &'a GoREALSecurityPolicyStatus, id: &str) -> &'a goreal_ope
 }
 
 async fn deployment(client: &Client, namespace: &str, name: &str) -> Deployment {
-    Api::<Deployment>::namespaced(client.clone(), namespace).get(name).await.expect("get deployment")
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .expect("get deployment")
 }
 
 fn is_hardened(deployment: &Deployment) -> bool {
     let spec = deployment.spec.template.spec.as_ref();
     spec.is_some_and(|spec| {
-        spec.security_context.as_ref().and_then(|s| s.run_as_non_root) == Some(true)
-            && spec.containers.iter().chain(spec.init_containers.iter().flatten()).all(|c| {
-                c.security_context.as_ref().and_then(|s| s.allow_privilege_escalation) == Some(false)
-            })
+        spec.security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root)
+            == Some(true)
+            && spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .all(|c| {
+                    c.security_context
+                        .as_ref()
+                        .and_then(|s| s.allow_privilege_escalation)
+                        == Some(false)
+                })
     })
 }
 
 /// Server-side dry run of a Pod built from a template: `Ok` when admission admits it.
 async fn admit(client: &Client, namespace: &str, template: &PodTemplateSpec) -> Result<(), String> {
     let pod = Pod {
-        metadata: kube::api::ObjectMeta { name: Some("probe".into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some("probe".into()),
+            ..Default::default()
+        },
         spec: template.spec.clone(),
         ..Default::default()
     };
-    let params = PostParams { dry_run: true, ..Default::default() };
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     Api::<Pod>::namespaced(client.clone(), namespace)
         .create(&params, &pod)
         .await
@@ -121,7 +150,12 @@ async fn admit(client: &Client, namespace: &str, template: &PodTemplateSpec) -> 
 }
 
 async fn namespace_labels(client: &Client, namespace: &str) -> BTreeMap<String, String> {
-    Api::<Namespace>::all(client.clone()).get(namespace).await.expect("namespace").labels().clone()
+    Api::<Namespace>::all(client.clone())
+        .get(namespace)
+        .await
+        .expect("namespace")
+        .labels()
+        .clone()
 }
 
 #[tokio::test]
@@ -137,16 +171,26 @@ async fn insecure_deployment_is_hardened_and_admitted_by_restricted_pod_security
     })
     .await;
     assert_eq!(status.compliance.as_ref().map(|c| c.score), Some(100));
-    assert_eq!(status.workloads.as_ref().map(|w| (w.matched, w.hardened)), Some((1, 1)));
+    assert_eq!(
+        status.workloads.as_ref().map(|w| (w.matched, w.hardened)),
+        Some((1, 1))
+    );
 
     let hardened = deployment(&client, &ns, "insecure").await;
     assert!(is_hardened(&hardened), "not hardened: {:?}", hardened.spec);
     let labels = namespace_labels(&client, &ns).await;
-    assert_eq!(labels.get("pod-security.kubernetes.io/enforce").map(String::as_str), Some("restricted"));
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
 
     // The real Pod Security Admission is the oracle: the namespace now enforces restricted.
     let hardened_template = hardened.spec.template;
-    admit(&client, &ns, &hardened_template).await.expect("hardened pod admitted");
+    admit(&client, &ns, &hardened_template)
+        .await
+        .expect("hardened pod admitted");
     let refused = admit(&client, &ns, &original.spec.template).await;
     let message = refused.expect_err("original pod must be refused");
     assert!(message.contains("violates PodSecurity"), "{message}");
@@ -163,16 +207,38 @@ async fn audit_mode_changes_no_workload_but_reports_failing_checks() {
         condition(s, "Ready") == Some(("True", "Auditing"))
     })
     .await;
-    assert_eq!(condition(&status, "Compliant"), Some(("False", "ChecksFailing")));
+    assert_eq!(
+        condition(&status, "Compliant"),
+        Some(("False", "ChecksFailing"))
+    );
     let non_root = check(&status, "pod.run-as-non-root");
     assert_eq!(non_root.result, CheckResult::Fail);
-    assert!(non_root.objects.contains(&"Deployment/insecure container app".to_string()));
-    assert!(non_root.objects.contains(&"Deployment/insecure init container setup".to_string()));
-    assert_eq!(check(&status, "pod.seccomp-profile").result, CheckResult::Fail);
+    assert!(
+        non_root
+            .objects
+            .contains(&"Deployment/insecure container app".to_string())
+    );
+    assert!(
+        non_root
+            .objects
+            .contains(&"Deployment/insecure init container setup".to_string())
+    );
+    assert_eq!(
+        check(&status, "pod.seccomp-profile").result,
+        CheckResult::Fail
+    );
 
     let now = deployment(&client, &ns, "insecure").await;
-    assert_eq!(now.resource_version(), original.resource_version(), "audit must not write");
-    assert!(!namespace_labels(&client, &ns).await.contains_key("pod-security.kubernetes.io/enforce"));
+    assert_eq!(
+        now.resource_version(),
+        original.resource_version(),
+        "audit must not write"
+    );
+    assert!(
+        !namespace_labels(&client, &ns)
+            .await
+            .contains_key("pod-security.kubernetes.io/enforce")
+    );
 }
 
 #[tokio::test]
@@ -181,21 +247,51 @@ async fn deleting_the_policy_releases_applied_fields_and_namespace_labels() {
     create_deployment(&client, &ns, INSECURE).await;
     let _operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
-    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+    })
+    .await;
     assert!(is_hardened(&deployment(&client, &ns, "insecure").await));
 
     let policies: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
-    policies.delete("baseline", &DeleteParams::default()).await.expect("delete policy");
-    wait_until("policy gone after finalizer", || async { policies.get_opt("baseline").await.ok().flatten().is_none() }).await;
+    policies
+        .delete("baseline", &DeleteParams::default())
+        .await
+        .expect("delete policy");
+    wait_until("policy gone after finalizer", || async {
+        policies.get_opt("baseline").await.ok().flatten().is_none()
+    })
+    .await;
 
     let released = deployment(&client, &ns, "insecure").await;
     let spec = released.spec.template.spec.clone().expect("pod spec");
-    assert!(spec.security_context.as_ref().and_then(|s| s.run_as_non_root).is_none());
-    assert!(spec.volumes.unwrap_or_default().is_empty(), "writable volumes released");
-    assert!(spec.containers[0].security_context.is_none(), "{:?}", spec.containers[0].security_context);
-    assert!(!released.annotations().contains_key("security.goreal.io/hardened-by"));
+    assert!(
+        spec.security_context
+            .as_ref()
+            .and_then(|s| s.run_as_non_root)
+            .is_none()
+    );
+    assert!(
+        spec.volumes.unwrap_or_default().is_empty(),
+        "writable volumes released"
+    );
+    assert!(
+        spec.containers[0].security_context.is_none(),
+        "{:?}",
+        spec.containers[0].security_context
+    );
+    assert!(
+        !released
+            .annotations()
+            .contains_key("security.goreal.io/hardened-by")
+    );
     let labels = namespace_labels(&client, &ns).await;
-    assert!(!labels.keys().any(|k| k.starts_with("pod-security.kubernetes.io/")), "{labels:?}");
+    assert!(
+        !labels
+            .keys()
+            .any(|k| k.starts_with("pod-security.kubernetes.io/")),
+        "{labels:?}"
+    );
 }
 
 #[tokio::test]
@@ -204,15 +300,28 @@ async fn a_converged_world_is_reconciled_without_any_write() {
     create_deployment(&client, &ns, INSECURE).await;
     let operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
-    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
-    wait_until("hardened", || async { is_hardened(&deployment(&client, &ns, "insecure").await) }).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+    })
+    .await;
+    wait_until("hardened", || async {
+        is_hardened(&deployment(&client, &ns, "insecure").await)
+    })
+    .await;
 
     operator.reconcile_all_and_wait().await;
     let converging = operator.take_writes();
-    assert!(!converging.is_empty(), "the first pass must have written something");
+    assert!(
+        !converging.is_empty(),
+        "the first pass must have written something"
+    );
     operator.reconcile_all_and_wait().await;
     operator.reconcile_all_and_wait().await;
-    assert_eq!(operator.take_writes(), Vec::<String>::new(), "writes in a converged world");
+    assert_eq!(
+        operator.take_writes(),
+        Vec::<String>::new(),
+        "writes in a converged world"
+    );
 }
 
 #[tokio::test]
@@ -220,11 +329,19 @@ async fn a_workload_created_after_the_policy_is_hardened() {
     let (client, ns) = setup("later").await;
     let _operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
-    wait_status(&client, &ns, "baseline", "Ready", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    wait_status(&client, &ns, "baseline", "Ready", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+    })
+    .await;
     create_deployment(&client, &ns, INSECURE).await;
-    wait_until("late workload hardened", || async { is_hardened(&deployment(&client, &ns, "insecure").await) }).await;
+    wait_until("late workload hardened", || async {
+        is_hardened(&deployment(&client, &ns, "insecure").await)
+    })
+    .await;
     wait_status(&client, &ns, "baseline", "one hardened workload", |s| {
-        s.workloads.as_ref().is_some_and(|w| w.matched == 1 && w.hardened == 1)
+        s.workloads
+            .as_ref()
+            .is_some_and(|w| w.matched == 1 && w.hardened == 1)
     })
     .await;
 }
@@ -235,9 +352,13 @@ async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
     owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
-    api.patch("insecure", &PatchParams::apply("gitops-tool"), &Patch::Apply(&owned))
-        .await
-        .expect("apply as gitops-tool");
+    api.patch(
+        "insecure",
+        &PatchParams::apply("gitops-tool"),
+        &Patch::Apply(&owned),
+    )
+    .await
+    .expect("apply as gitops-tool");
     let operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
 
@@ -247,17 +368,35 @@ async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
     .await;
     let ownership = check(&status, "pod.field-ownership");
     assert_eq!(ownership.result, CheckResult::Fail);
-    assert!(ownership.message.contains("gitops-tool"), "{}", ownership.message);
-    assert!(ownership.message.contains("runAsNonRoot"), "{}", ownership.message);
-    assert_eq!(check(&status, "pod.run-as-non-root").result, CheckResult::Fail);
+    assert!(
+        ownership.message.contains("gitops-tool"),
+        "{}",
+        ownership.message
+    );
+    assert!(
+        ownership.message.contains("runAsNonRoot"),
+        "{}",
+        ownership.message
+    );
+    assert_eq!(
+        check(&status, "pod.run-as-non-root").result,
+        CheckResult::Fail
+    );
     let live = deployment(&client, &ns, "insecure").await;
-    assert!(!is_hardened(&live), "nothing of a conflicting apply is written");
+    assert!(
+        !is_hardened(&live),
+        "nothing of a conflicting apply is written"
+    );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
     wait_until("FieldConflict event", || async {
         events.list(&ListParams::default()).await.is_ok_and(|list| {
-            list.items.iter().any(|e| e.reason.as_deref() == Some("FieldConflict")
-                && e.message.as_deref().is_some_and(|m| m.contains("gitops-tool")))
+            list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("FieldConflict")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("gitops-tool"))
+            })
         })
     })
     .await;
@@ -271,10 +410,17 @@ async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
     // `force: true` takes the field over.
     let policies: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
     policies
-        .patch("baseline", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "force": true } })))
+        .patch(
+            "baseline",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "force": true } })),
+        )
         .await
         .expect("set force");
-    wait_status(&client, &ns, "baseline", "forced", |s| condition(s, "Ready") == Some(("True", "Reconciled"))).await;
+    wait_status(&client, &ns, "baseline", "forced", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+    })
+    .await;
     assert!(is_hardened(&deployment(&client, &ns, "insecure").await));
 }
 
@@ -288,23 +434,60 @@ async fn the_api_server_refuses_specs_the_schema_rules_out() {
     );
     let cases = [
         ("mode: Sometimes", "spec.mode"),
-        ("podSecurity: {capabilities: {add: [SYS_ADMIN]}}", "spec.podSecurity.capabilities.add"),
-        ("podSecurity: {capabilities: {add: [ALL]}}", "spec.podSecurity.capabilities.add"),
-        ("podSecurity: {capabilities: {drop: [net_raw]}}", "spec.podSecurity.capabilities.drop[0]"),
-        ("podSecurity: {exemptions: [{workload: legacy, reason: ' '}]}", "spec.podSecurity.exemptions[0].reason"),
-        ("podSecurity: {exemptions: [{workload: legacy}]}", "spec.podSecurity.exemptions[0].reason"),
-        ("podSecurity: {writablePaths: [{path: /var/../etc}]}", "path must be clean"),
-        ("podSecurity: {writablePaths: [{path: tmp}]}", "path must be absolute"),
-        ("podSecurity: {writablePaths: [{path: /tmp, sizeLimit: lots}]}", "positive quantity"),
-        ("podSecurity: {level: restricted, allowPrivilegeEscalation: true}", "allowPrivilegeEscalation must be false"),
-        ("podSecurity: {seccompProfile: {type: Localhost}}", "localhostProfile is required"),
+        (
+            "podSecurity: {capabilities: {add: [SYS_ADMIN]}}",
+            "spec.podSecurity.capabilities.add",
+        ),
+        (
+            "podSecurity: {capabilities: {add: [ALL]}}",
+            "spec.podSecurity.capabilities.add",
+        ),
+        (
+            "podSecurity: {capabilities: {drop: [net_raw]}}",
+            "spec.podSecurity.capabilities.drop[0]",
+        ),
+        (
+            "podSecurity: {exemptions: [{workload: legacy, reason: ' '}]}",
+            "spec.podSecurity.exemptions[0].reason",
+        ),
+        (
+            "podSecurity: {exemptions: [{workload: legacy}]}",
+            "spec.podSecurity.exemptions[0].reason",
+        ),
+        (
+            "podSecurity: {writablePaths: [{path: /var/../etc}]}",
+            "path must be clean",
+        ),
+        (
+            "podSecurity: {writablePaths: [{path: tmp}]}",
+            "path must be absolute",
+        ),
+        (
+            "podSecurity: {writablePaths: [{path: /tmp, sizeLimit: lots}]}",
+            "positive quantity",
+        ),
+        (
+            "podSecurity: {level: restricted, allowPrivilegeEscalation: true}",
+            "allowPrivilegeEscalation must be false",
+        ),
+        (
+            "podSecurity: {seccompProfile: {type: Localhost}}",
+            "localhostProfile is required",
+        ),
     ];
     for (i, (spec, expected)) in cases.iter().enumerate() {
         let body: DynamicObject = yaml(&format!(
             "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata:\n  name: bad-{i}\nspec:\n  {spec}\n"
         ));
-        let error = api.create(&PostParams::default(), &body).await.expect_err(spec).to_string();
-        assert!(error.contains(expected), "{spec}: expected {expected:?} in {error}");
+        let error = api
+            .create(&PostParams::default(), &body)
+            .await
+            .expect_err(spec)
+            .to_string();
+        assert!(
+            error.contains(expected),
+            "{spec}: expected {expected:?} in {error}"
+        );
     }
 }
 
@@ -313,19 +496,31 @@ async fn an_invalid_policy_is_not_ready_and_applies_nothing() {
     let (client, ns) = setup("invalid").await;
     let original = create_deployment(&client, &ns, INSECURE).await;
     let _operator = Operator::start(&ns).await;
-    let bad = policy("bad", "  selector:\n    matchLabels:\n      'bad key!': api\n");
+    let bad = policy(
+        "bad",
+        "  selector:\n    matchLabels:\n      'bad key!': api\n",
+    );
     create_policy(&client, &ns, &bad).await;
 
     let status = wait_status(&client, &ns, "bad", "InvalidSpec", |s| {
         condition(s, "Ready") == Some(("False", "InvalidSpec"))
     })
     .await;
-    let message = &status.conditions.iter().find(|c| c.type_ == "Ready").expect("ready").message;
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("ready")
+        .message;
     assert!(message.contains("spec.selector.matchLabels"), "{message}");
     assert!(status.compliance.is_none());
     let now = deployment(&client, &ns, "insecure").await;
     assert_eq!(now.resource_version(), original.resource_version());
-    assert!(!namespace_labels(&client, &ns).await.contains_key("pod-security.kubernetes.io/enforce"));
+    assert!(
+        !namespace_labels(&client, &ns)
+            .await
+            .contains_key("pod-security.kubernetes.io/enforce")
+    );
 }
 
 /// Every field present in `expected` has the same value in `actual`.
@@ -333,7 +528,9 @@ fn assert_subset(expected: &Value, actual: &Value, path: &str) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (key, value) in e {
-                let found = a.get(key).unwrap_or_else(|| panic!("{path}.{key} lost in round trip"));
+                let found = a
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{path}.{key} lost in round trip"));
                 assert_subset(value, found, &format!("{path}.{key}"));
             }
         }
@@ -355,8 +552,12 @@ async fn every_field_of_the_example_policy_survives_the_api_server() {
     written["metadata"]["namespace"] = json!(ns);
     let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
     let typed: GoREALSecurityPolicy = serde_json::from_value(written.clone()).expect("typed");
-    let created = api.create(&PostParams::default(), &typed).await.expect("create example");
-    let read_back = serde_json::to_value(api.get(&created.name_any()).await.expect("get")).expect("json");
+    let created = api
+        .create(&PostParams::default(), &typed)
+        .await
+        .expect("create example");
+    let read_back =
+        serde_json::to_value(api.get(&created.name_any()).await.expect("get")).expect("json");
     assert_subset(&written["spec"], &read_back["spec"], "spec");
     assert_eq!(created.spec, typed.spec);
 }

@@ -125,7 +125,9 @@ where
 /// Drops what the operator never reads from cached objects, to bound memory.
 fn slim<K: Resource>(object: &mut K) {
     object.managed_fields_mut().clear();
-    object.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+    object
+        .annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 type WatchStream<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
@@ -141,11 +143,14 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api_for::<K>(client, namespace), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(slim::<K>)
-        .reflect(writer)
-        .touched_objects();
+    let stream = watcher(
+        api_for::<K>(client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(slim::<K>)
+    .reflect(writer)
+    .touched_objects();
     (reader, Box::pin(stream))
 }
 
@@ -155,7 +160,9 @@ fn policies_for<K: WorkloadResource>(
     policies: &Store<GoREALSecurityPolicy>,
     object: &K,
 ) -> Vec<ObjectRef<GoREALSecurityPolicy>> {
-    let Some(workload) = object.to_workload() else { return Vec::new() };
+    let Some(workload) = object.to_workload() else {
+        return Vec::new();
+    };
     let namespace = object.object_meta().namespace.clone();
     let hardened_by = workload.annotations.get(names::HARDENED_BY_ANNOTATION);
     let labels = workload.template_labels();
@@ -188,8 +195,14 @@ pub async fn run(
     let (replica_sets, replica_set_events) = watch_workloads::<ReplicaSet>(&client, namespace);
     let (jobs, job_events) = watch_workloads::<Job>(&client, namespace);
     let (cron_jobs, cron_job_events) = watch_workloads::<CronJob>(&client, namespace);
-    let workloads =
-        WorkloadStores { deployments, stateful_sets, daemon_sets, replica_sets, jobs, cron_jobs };
+    let workloads = WorkloadStores {
+        deployments,
+        stateful_sets,
+        daemon_sets,
+        replica_sets,
+        jobs,
+        cron_jobs,
+    };
 
     let policies_api = api_for::<GoREALSecurityPolicy>(&client, namespace);
     let controller = Controller::new(policies_api, watcher::Config::default().any_semantic());
@@ -245,8 +258,15 @@ pub async fn run(
 
 /// Transient errors retry with capped exponential backoff per policy; others wait longer.
 fn error_policy(policy: Arc<GoREALSecurityPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_errors.with_label_values(&[error.category()]).inc();
-    let key = format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any());
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.category()])
+        .inc();
+    let key = format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    );
     let attempts = ctx.failures.try_lock().map_or(1, |mut failures| {
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);

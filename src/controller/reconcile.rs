@@ -28,7 +28,10 @@ use crate::status::{self, Outcome, conditions, reasons};
 const RESYNC: Duration = Duration::from_secs(3600);
 
 /// Reconciles one policy; the finalizer is the only top-level action.
-pub async fn reconcile(policy: Arc<GoREALSecurityPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    policy: Arc<GoREALSecurityPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let span = info_span!(
         "reconcile",
@@ -61,14 +64,24 @@ pub async fn reconcile(policy: Arc<GoREALSecurityPolicy>, ctx: Arc<Context>) -> 
 
 async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed, Error> {
     let namespace = policy.namespace().unwrap_or_default();
-    let live = Api::<Namespace>::all(ctx.client.clone()).get(&namespace).await?;
+    let live = Api::<Namespace>::all(ctx.client.clone())
+        .get(&namespace)
+        .await?;
     let labelled_by_us = live.managed_fields().iter().any(|entry| {
         entry.manager.as_deref() == Some(names::FIELD_MANAGER)
             && entry.operation.as_deref() == Some("Apply")
-            && entry.fields_v1.as_ref().is_some_and(|f| f.0.get("f:metadata").and_then(|m| m.get("f:labels")).is_some())
+            && entry.fields_v1.as_ref().is_some_and(|f| {
+                f.0.get("f:metadata")
+                    .and_then(|m| m.get("f:labels"))
+                    .is_some()
+            })
     });
     Ok(Observed {
-        namespace: NamespaceState { name: namespace.clone(), labels: live.labels().clone(), labelled_by_us },
+        namespace: NamespaceState {
+            name: namespace.clone(),
+            labels: live.labels().clone(),
+            labelled_by_us,
+        },
         workloads: ctx.workloads.in_namespace(&namespace),
     })
 }
@@ -86,7 +99,10 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
     let desired = info_span!("plan").in_scope(|| policy::plan(&validated, &observed));
     let applied = match validated.mode {
         Mode::Enforce => {
-            match apply_desired(&validated, &desired, &observed, ctx).instrument(info_span!("apply")).await {
+            match apply_desired(&validated, &desired, &observed, ctx)
+                .instrument(info_span!("apply"))
+                .await
+            {
                 Ok(applied) => applied,
                 Err(error) => {
                     // Transient or not, Ready keeps its last value: only Degraded reports it.
@@ -102,7 +118,8 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
         Mode::Audit => Applied::default(),
     };
     let in_effect = |reference: &str| !applied.not_in_effect.iter().any(|r| r == reference);
-    let (compliance, workloads) = policy::report(&validated, &desired, &in_effect, &applied.conflicts);
+    let (compliance, workloads) =
+        policy::report(&validated, &desired, &in_effect, &applied.conflicts);
     ctx.metrics
         .compliance_score
         .with_label_values(&[validated.namespace.as_str(), validated.name.as_str()])
@@ -114,13 +131,18 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
         workloads,
         resources: applied.resources,
     };
-    write_status(policy, ctx, &outcome, None).instrument(info_span!("status")).await?;
+    write_status(policy, ctx, &outcome, None)
+        .instrument(info_span!("status"))
+        .await?;
     Ok(Action::requeue(RESYNC))
 }
 
 /// Rebuilds the outcome a previous status described, to change only its Degraded condition.
 fn previous_outcome(previous: &GoREALSecurityPolicyStatus) -> Outcome {
-    let ready = previous.conditions.iter().find(|c| c.type_ == conditions::READY);
+    let ready = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY);
     match ready {
         Some(c) if c.reason == reasons::INVALID_SPEC => Outcome::Invalid(c.message.clone()),
         _ => Outcome::Planned {
@@ -137,7 +159,11 @@ fn previous_outcome(previous: &GoREALSecurityPolicyStatus) -> Outcome {
 }
 
 fn describe_conflict(conflict: &Conflict) -> String {
-    format!("{} held by {}", conflict.object, conflict.managers.join(", "))
+    format!(
+        "{} held by {}",
+        conflict.object,
+        conflict.managers.join(", ")
+    )
 }
 
 /// What the apply step achieved.
@@ -156,7 +182,12 @@ async fn apply_desired(
     observed: &Observed,
     ctx: &Context,
 ) -> Result<Applied, Error> {
-    let Desired { workload_patches, workload_releases, namespace_labels, selected: _ } = desired;
+    let Desired {
+        workload_patches,
+        workload_releases,
+        namespace_labels,
+        selected: _,
+    } = desired;
     let mut applied = Applied::default();
     for patch in workload_patches {
         let key = format!("{}/{}", policy.namespace, patch.target.reference());
@@ -166,22 +197,43 @@ async fn apply_desired(
             .find(|w| w.kind == patch.target.kind && w.name == patch.target.name);
         let resource_version = live.and_then(|w| w.resource_version.clone());
         let remembered = ctx.conflicts.lock().await.get(&key).cloned().filter(|r| {
-            r.resource_version == resource_version && r.body == patch.body && r.force == policy.force
+            r.resource_version == resource_version
+                && r.body == patch.body
+                && r.force == policy.force
         });
         let outcome = match remembered {
             Some(remembered) => ApplyOutcome::Conflict(remembered.conflict),
-            None => apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force).await?,
+            None => {
+                apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force).await?
+            }
         };
         match outcome {
             ApplyOutcome::Unchanged => {}
             ApplyOutcome::Applied => {
-                ctx.metrics.applied_objects.with_label_values(&[patch.target.kind.as_str()]).inc();
+                ctx.metrics
+                    .applied_objects
+                    .with_label_values(&[patch.target.kind.as_str()])
+                    .inc();
             }
             ApplyOutcome::Conflict(conflict) => {
                 let mut conflicts = ctx.conflicts.lock().await;
-                if !conflicts.contains_key(&key) || conflicts.get(&key).is_some_and(|r| r.resource_version != resource_version || r.body != patch.body) {
-                    ctx.metrics.conflicts.with_label_values(&[patch.target.kind.as_str()]).inc();
-                    publish(ctx, policy, EventType::Warning, reasons::FIELD_CONFLICT, &describe_conflict(&conflict)).await;
+                if !conflicts.contains_key(&key)
+                    || conflicts.get(&key).is_some_and(|r| {
+                        r.resource_version != resource_version || r.body != patch.body
+                    })
+                {
+                    ctx.metrics
+                        .conflicts
+                        .with_label_values(&[patch.target.kind.as_str()])
+                        .inc();
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Warning,
+                        reasons::FIELD_CONFLICT,
+                        &describe_conflict(&conflict),
+                    )
+                    .await;
                 }
                 conflicts.insert(
                     key.clone(),
@@ -237,7 +289,13 @@ async fn write_status(
     degraded: Option<&str>,
 ) -> Result<(), Error> {
     let previous = policy.status.as_ref();
-    let next = status::build(previous, policy.metadata.generation, outcome, degraded, jiff::Timestamp::now());
+    let next = status::build(
+        previous,
+        policy.metadata.generation,
+        outcome,
+        degraded,
+        jiff::Timestamp::now(),
+    );
     if previous == Some(&next) {
         return Ok(());
     }
@@ -250,22 +308,35 @@ async fn write_status(
     });
     // The operator is the only writer of status, so taking ownership is always right here.
     let params = PatchParams::apply(names::FIELD_MANAGER).force();
-    api.patch_status(&policy.name_any(), &params, &Patch::Apply(&body)).await?;
+    api.patch_status(&policy.name_any(), &params, &Patch::Apply(&body))
+        .await?;
     for condition in status::transitions(previous, &next) {
         let type_ = match (condition.type_.as_str(), condition.status.as_str()) {
             (conditions::DEGRADED, "False") | (_, "True") => EventType::Normal,
             _ => EventType::Warning,
         };
-        if previous.is_none() && type_ == EventType::Normal && condition.type_ == conditions::DEGRADED {
+        if previous.is_none()
+            && type_ == EventType::Normal
+            && condition.type_ == conditions::DEGRADED
+        {
             continue;
         }
-        let note = format!("{} is {}: {}", condition.type_, condition.status, condition.message);
+        let note = format!(
+            "{} is {}: {}",
+            condition.type_, condition.status, condition.message
+        );
         publish_for(ctx, policy, type_, &condition.reason, &note).await;
     }
     Ok(())
 }
 
-async fn publish(ctx: &Context, policy: &ValidatedPolicy, type_: EventType, reason: &str, note: &str) {
+async fn publish(
+    ctx: &Context,
+    policy: &ValidatedPolicy,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(GoREALSecurityPolicy::api_version(&()).into()),
         kind: Some(GoREALSecurityPolicy::kind(&()).into()),
@@ -277,7 +348,13 @@ async fn publish(ctx: &Context, policy: &ValidatedPolicy, type_: EventType, reas
     send(ctx, &reference, type_, reason, note).await;
 }
 
-async fn publish_for(ctx: &Context, policy: &GoREALSecurityPolicy, type_: EventType, reason: &str, note: &str) {
+async fn publish_for(
+    ctx: &Context,
+    policy: &GoREALSecurityPolicy,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     send(ctx, &policy.object_ref(&()), type_, reason, note).await;
 }
 
@@ -309,7 +386,10 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
     let name = policy.name_any();
     for workload in ctx.workloads.in_namespace(&namespace) {
         if workload.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&name) {
-            let target = policy::WorkloadTarget { kind: workload.kind, name: workload.name.clone() };
+            let target = policy::WorkloadTarget {
+                kind: workload.kind,
+                name: workload.name.clone(),
+            };
             apply::release_workload(&ctx.client, &namespace, &target).await?;
         }
     }
@@ -323,7 +403,13 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
         false,
     )
     .await?;
-    let _ = ctx.metrics.compliance_score.remove_label_values(&[namespace.as_str(), name.as_str()]);
-    ctx.conflicts.lock().await.retain(|key, _| !key.starts_with(&format!("{namespace}/")));
+    let _ = ctx
+        .metrics
+        .compliance_score
+        .remove_label_values(&[namespace.as_str(), name.as_str()]);
+    ctx.conflicts
+        .lock()
+        .await
+        .retain(|key, _| !key.starts_with(&format!("{namespace}/")));
     Ok(Action::await_change())
 }

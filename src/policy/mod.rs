@@ -83,22 +83,35 @@ pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
         let patch = (!unmanaged && !whole_exempt)
             .then(|| pod_security::harden(workload, settings))
             .flatten();
-        let hardened =
-            patch.as_ref().map(|p| pod_security::hardened_template(&workload.template, p));
+        let hardened = patch
+            .as_ref()
+            .map(|p| pod_security::hardened_template(&workload.template, p));
         if let (Some(patch), Some(hardened)) = (patch, &hardened) {
-            desired.workload_patches.push(workload_patch(policy, workload, patch, hardened));
+            desired
+                .workload_patches
+                .push(workload_patch(policy, workload, patch, hardened));
         }
-        desired.selected.push(Selected { workload: workload.clone(), unmanaged, hardened });
+        desired.selected.push(Selected {
+            workload: workload.clone(),
+            unmanaged,
+            hardened,
+        });
     }
-    let patched: Vec<String> =
-        desired.workload_patches.iter().map(|p| p.target.reference()).collect();
+    let patched: Vec<String> = desired
+        .workload_patches
+        .iter()
+        .map(|p| p.target.reference())
+        .collect();
     desired.workload_releases =
         hardened_by(policy, observed, |w| !patched.contains(&w.reference()));
     desired.namespace_labels = settings.label_namespace.then(|| {
         names::PSA_MODES
             .iter()
             .map(|mode| {
-                (format!("{}{mode}", names::PSA_LABEL_PREFIX), settings.level.as_str().to_string())
+                (
+                    format!("{}{mode}", names::PSA_LABEL_PREFIX),
+                    settings.level.as_str().to_string(),
+                )
             })
             .collect()
     });
@@ -127,7 +140,10 @@ fn hardened_by(
         .iter()
         .filter(|w| w.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&policy.name))
         .filter(|w| filter(w))
-        .map(|w| WorkloadTarget { kind: w.kind, name: w.name.clone() })
+        .map(|w| WorkloadTarget {
+            kind: w.kind,
+            name: w.name.clone(),
+        })
         .collect()
 }
 
@@ -155,7 +171,10 @@ fn workload_patch(
         "spec": workload.kind.nest_template(template_patch),
     });
     WorkloadPatch {
-        target: WorkloadTarget { kind: workload.kind, name: workload.name.clone() },
+        target: WorkloadTarget {
+            kind: workload.kind,
+            name: workload.name.clone(),
+        },
         body,
         up_to_date,
     }
@@ -165,7 +184,11 @@ fn workload_patch(
 /// equal digests.
 fn digest(value: &Value) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A field conflict with another field manager, found while applying.
@@ -201,7 +224,9 @@ pub fn report(
             _ => &selected.workload.template,
         };
         let found = pod_security::evaluate(&selected.workload, template, settings);
-        let failing = found.iter().any(|e| e.violations.iter().any(|v| v.exempt.is_none()));
+        let failing = found
+            .iter()
+            .any(|e| e.violations.iter().any(|v| v.exempt.is_none()));
         workloads.matched += 1;
         if failing {
             workloads.failing += 1;
@@ -230,5 +255,8 @@ pub fn report(
     } else {
         Evaluation::of(compliance::FIELD_OWNERSHIP, ownership)
     });
-    (compliance::report(&[Capability::PodSecurity], &evaluations), workloads)
+    (
+        compliance::report(&[Capability::PodSecurity], &evaluations),
+        workloads,
+    )
 }

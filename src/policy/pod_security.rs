@@ -83,7 +83,10 @@ pub fn harden(workload: &Workload, settings: &PodSecuritySettings) -> Option<Val
     }
 
     let mut used_volumes = BTreeSet::new();
-    let lists = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
+    let lists = [
+        ("containers", Some(&spec.containers)),
+        ("initContainers", spec.init_containers.as_ref()),
+    ];
     for (field, containers) in lists {
         let patches: Vec<Value> = containers
             .into_iter()
@@ -119,13 +122,16 @@ fn seccomp_profile(settings: &PodSecuritySettings) -> Value {
 }
 
 fn app_armor_profile(settings: &PodSecuritySettings) -> Option<Value> {
-    settings.app_armor.as_ref().map(|profile| match profile.type_ {
-        AppArmorProfileType::RuntimeDefault => json!({ "type": "RuntimeDefault" }),
-        AppArmorProfileType::Localhost => json!({
-            "type": "Localhost",
-            "localhostProfile": profile.localhost_profile,
-        }),
-    })
+    settings
+        .app_armor
+        .as_ref()
+        .map(|profile| match profile.type_ {
+            AppArmorProfileType::RuntimeDefault => json!({ "type": "RuntimeDefault" }),
+            AppArmorProfileType::Localhost => json!({
+                "type": "Localhost",
+                "localhostProfile": profile.localhost_profile,
+            }),
+        })
 }
 
 /// Container-level fields. Fields that the pod level already covers are written here only when
@@ -137,9 +143,8 @@ fn harden_container(
     windows: bool,
     used_volumes: &mut BTreeSet<String>,
 ) -> Option<Value> {
-    let exempt = |check: &str| {
-        exemption(settings, &workload.name, Some(&container.name), check).is_some()
-    };
+    let exempt =
+        |check: &str| exemption(settings, &workload.name, Some(&container.name), check).is_some();
     let own = container.security_context.clone().unwrap_or_default();
     let mut context = Map::new();
     if own.run_as_non_root.is_some() && settings.run_as_non_root && !exempt(c::RUN_AS_NON_ROOT) {
@@ -165,8 +170,10 @@ fn harden_container(
         }
         let requested = own.capabilities.as_ref().and_then(|caps| caps.add.as_ref());
         if let (Some(requested), false) = (requested, exempt(c::CAPABILITIES_ADD)) {
-            let mut kept: Vec<&String> =
-                requested.iter().filter(|cap| settings.allowed_add.contains(*cap)).collect();
+            let mut kept: Vec<&String> = requested
+                .iter()
+                .filter(|cap| settings.allowed_add.contains(*cap))
+                .collect();
             kept.dedup();
             capabilities.insert("add".into(), json!(kept));
         }
@@ -176,9 +183,11 @@ fn harden_container(
         if own.seccomp_profile.is_some() && !exempt(c::SECCOMP_PROFILE) {
             context.insert("seccompProfile".into(), seccomp_profile(settings));
         }
-        if let (Some(_), Some(profile), false) =
-            (&own.app_armor_profile, app_armor_profile(settings), exempt(c::APPARMOR_PROFILE))
-        {
+        if let (Some(_), Some(profile), false) = (
+            &own.app_armor_profile,
+            app_armor_profile(settings),
+            exempt(c::APPARMOR_PROFILE),
+        ) {
             context.insert("appArmorProfile".into(), profile);
         }
         if !exempt(c::RUN_AS_USER) {
@@ -253,12 +262,16 @@ pub fn merge(live: &mut Value, patch: &Value) {
 
 fn list_key(items: &[Value]) -> Option<&'static str> {
     let first = items.first()?;
-    ["mountPath", "name"].into_iter().find(|key| first.get(key).is_some())
+    ["mountPath", "name"]
+        .into_iter()
+        .find(|key| first.get(key).is_some())
 }
 
 /// The template as it will be once the patch is applied.
 pub fn hardened_template(template: &PodTemplateSpec, patch: &Value) -> PodTemplateSpec {
-    let Ok(mut live) = serde_json::to_value(template) else { return template.clone() };
+    let Ok(mut live) = serde_json::to_value(template) else {
+        return template.clone();
+    };
     merge(&mut live, patch);
     serde_json::from_value(live).unwrap_or_else(|_| template.clone())
 }
@@ -273,13 +286,18 @@ struct ContainerView<'a> {
 
 fn containers(spec: &PodSpec) -> Vec<ContainerView<'_>> {
     let mut views = Vec::new();
-    for (role, list) in [("container", Some(&spec.containers)), ("init container", spec.init_containers.as_ref())] {
+    for (role, list) in [
+        ("container", Some(&spec.containers)),
+        ("init container", spec.init_containers.as_ref()),
+    ] {
         for container in list.into_iter().flatten() {
             views.push(ContainerView {
                 role,
                 name: &container.name,
                 context: container.security_context.as_ref(),
-                mounts: mounts_of(container).map(|m| m.mount_path.as_str()).collect(),
+                mounts: mounts_of(container)
+                    .map(|m| m.mount_path.as_str())
+                    .collect(),
             });
         }
     }
@@ -289,7 +307,12 @@ fn containers(spec: &PodSpec) -> Vec<ContainerView<'_>> {
             role: "ephemeral container",
             name: &container.name,
             context: container.security_context.as_ref(),
-            mounts: container.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect(),
+            mounts: container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.mount_path.as_str())
+                .collect(),
         });
     }
     views
@@ -301,7 +324,9 @@ pub fn evaluate(
     template: &PodTemplateSpec,
     settings: &PodSecuritySettings,
 ) -> Vec<Evaluation> {
-    let Some(spec) = template.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = template.spec.as_ref() else {
+        return Vec::new();
+    };
     let windows = is_windows(spec);
     let pod = spec.security_context.clone().unwrap_or_default();
     let views = containers(spec);
@@ -323,15 +348,24 @@ pub fn evaluate(
         Evaluation::of(check, found)
     };
     let linux_only = |check: &'static str, evaluation: &dyn Fn() -> Evaluation| {
-        if windows { Evaluation::skipped(check, WINDOWS_SKIP) } else { evaluation() }
+        if windows {
+            Evaluation::skipped(check, WINDOWS_SKIP)
+        } else {
+            evaluation()
+        }
     };
     let context = |view: &ContainerView| view.context.cloned().unwrap_or_default();
 
     let mut evaluations = Vec::new();
     evaluations.push(if settings.run_as_non_root {
-        per_container(c::RUN_AS_NON_ROOT, &|view| run_as_non_root_problem(&pod, &context(view)))
+        per_container(c::RUN_AS_NON_ROOT, &|view| {
+            run_as_non_root_problem(&pod, &context(view))
+        })
     } else {
-        Evaluation::skipped(c::RUN_AS_NON_ROOT, "runAsNonRoot is not required by the policy")
+        Evaluation::skipped(
+            c::RUN_AS_NON_ROOT,
+            "runAsNonRoot is not required by the policy",
+        )
     });
     let ids_configured = settings.run_as_user.is_some()
         || settings.run_as_group.is_some()
@@ -347,7 +381,11 @@ pub fn evaluate(
                 ("fsGroup", settings.fs_group, pod.fs_group),
             ] {
                 if want.is_some() && want != have {
-                    found.push(violation(None, c::RUN_AS_USER, format!("has pod {field} {}", show(have))));
+                    found.push(violation(
+                        None,
+                        c::RUN_AS_USER,
+                        format!("has pod {field} {}", show(have)),
+                    ));
                 }
             }
             for view in &views {
@@ -357,7 +395,11 @@ pub fn evaluate(
                     ("runAsGroup", settings.run_as_group, own.run_as_group),
                 ] {
                     if want.is_some() && have.is_some() && want != have {
-                        found.push(violation(Some(view), c::RUN_AS_USER, format!("overrides {field} with {}", show(have))));
+                        found.push(violation(
+                            Some(view),
+                            c::RUN_AS_USER,
+                            format!("overrides {field} with {}", show(have)),
+                        ));
                     }
                 }
             }
@@ -366,7 +408,9 @@ pub fn evaluate(
     });
     evaluations.push(linux_only(c::SECCOMP_PROFILE, &|| {
         per_container(c::SECCOMP_PROFILE, &|view| {
-            let effective = context(view).seccomp_profile.or_else(|| pod.seccomp_profile.clone());
+            let effective = context(view)
+                .seccomp_profile
+                .or_else(|| pod.seccomp_profile.clone());
             match effective.as_ref().map(|p| p.type_.as_str()) {
                 Some("RuntimeDefault" | "Localhost") => None,
                 Some(other) => Some(format!("has seccomp profile {other}")),
@@ -379,8 +423,9 @@ pub fn evaluate(
     } else {
         linux_only(c::APPARMOR_PROFILE, &|| {
             per_container(c::APPARMOR_PROFILE, &|view| {
-                let effective =
-                    context(view).app_armor_profile.or_else(|| pod.app_armor_profile.clone());
+                let effective = context(view)
+                    .app_armor_profile
+                    .or_else(|| pod.app_armor_profile.clone());
                 match effective.as_ref().map(|p| p.type_.as_str()) {
                     Some("RuntimeDefault" | "Localhost") => None,
                     Some(other) => Some(format!("has AppArmor profile {other}")),
@@ -392,9 +437,8 @@ pub fn evaluate(
     evaluations.push(linux_only(c::ALLOW_PRIVILEGE_ESCALATION, &|| {
         per_container(c::ALLOW_PRIVILEGE_ESCALATION, &|view| {
             let allowed = context(view).allow_privilege_escalation;
-            (!settings.allow_privilege_escalation && allowed != Some(false)).then(|| {
-                format!("has allowPrivilegeEscalation {}", show(allowed))
-            })
+            (!settings.allow_privilege_escalation && allowed != Some(false))
+                .then(|| format!("has allowPrivilegeEscalation {}", show(allowed)))
         })
     }));
     evaluations.push(linux_only(c::PRIVILEGED, &|| {
@@ -404,22 +448,36 @@ pub fn evaluate(
     }));
     evaluations.push(linux_only(c::CAPABILITIES_DROP_ALL, &|| {
         per_container(c::CAPABILITIES_DROP_ALL, &|view| {
-            let dropped = context(view).capabilities.and_then(|caps| caps.drop).unwrap_or_default();
-            let missing: Vec<&String> =
-                settings.drop_capabilities.iter().filter(|cap| !dropped.contains(cap)).collect();
+            let dropped = context(view)
+                .capabilities
+                .and_then(|caps| caps.drop)
+                .unwrap_or_default();
+            let missing: Vec<&String> = settings
+                .drop_capabilities
+                .iter()
+                .filter(|cap| !dropped.contains(cap))
+                .collect();
             (!missing.is_empty()).then(|| format!("does not drop {}", join(&missing)))
         })
     }));
     evaluations.push(linux_only(c::CAPABILITIES_ADD, &|| {
         per_container(c::CAPABILITIES_ADD, &|view| {
-            let added = context(view).capabilities.and_then(|caps| caps.add).unwrap_or_default();
-            let extra: Vec<&String> =
-                added.iter().filter(|cap| !settings.allowed_add.contains(*cap)).collect();
+            let added = context(view)
+                .capabilities
+                .and_then(|caps| caps.add)
+                .unwrap_or_default();
+            let extra: Vec<&String> = added
+                .iter()
+                .filter(|cap| !settings.allowed_add.contains(*cap))
+                .collect();
             (!extra.is_empty()).then(|| format!("adds {}", join(&extra)))
         })
     }));
     evaluations.push(if !settings.read_only_root_filesystem {
-        Evaluation::skipped(c::READ_ONLY_ROOT_FILESYSTEM, "read-only root filesystem not required")
+        Evaluation::skipped(
+            c::READ_ONLY_ROOT_FILESYSTEM,
+            "read-only root filesystem not required",
+        )
     } else {
         linux_only(c::READ_ONLY_ROOT_FILESYSTEM, &|| {
             per_container(c::READ_ONLY_ROOT_FILESYSTEM, &|view| {
@@ -428,21 +486,23 @@ pub fn evaluate(
             })
         })
     });
-    evaluations.push(if !settings.read_only_root_filesystem || settings.writable_paths.is_empty() {
-        Evaluation::skipped(c::WRITABLE_PATHS, "no writable paths configured")
-    } else {
-        linux_only(c::WRITABLE_PATHS, &|| {
-            per_container(c::WRITABLE_PATHS, &|view| {
-                let missing: Vec<&String> = settings
-                    .writable_paths
-                    .iter()
-                    .map(|w| &w.path)
-                    .filter(|path| !view.mounts.contains(&path.as_str()))
-                    .collect();
-                (!missing.is_empty()).then(|| format!("does not mount {}", join(&missing)))
+    evaluations.push(
+        if !settings.read_only_root_filesystem || settings.writable_paths.is_empty() {
+            Evaluation::skipped(c::WRITABLE_PATHS, "no writable paths configured")
+        } else {
+            linux_only(c::WRITABLE_PATHS, &|| {
+                per_container(c::WRITABLE_PATHS, &|view| {
+                    let missing: Vec<&String> = settings
+                        .writable_paths
+                        .iter()
+                        .map(|w| &w.path)
+                        .filter(|path| !view.mounts.contains(&path.as_str()))
+                        .collect();
+                    (!missing.is_empty()).then(|| format!("does not mount {}", join(&missing)))
+                })
             })
-        })
-    });
+        },
+    );
     evaluations.push(match settings.automount_service_account_token {
         None => Evaluation::skipped(
             c::AUTOMOUNT_SERVICE_ACCOUNT_TOKEN,
@@ -475,7 +535,13 @@ pub fn evaluate(
     .map(|(name, _)| name)
     .collect();
     let found = (!shared.is_empty())
-        .then(|| violation(None, c::HOST_NAMESPACES, format!("sets {}", shared.join(", "))))
+        .then(|| {
+            violation(
+                None,
+                c::HOST_NAMESPACES,
+                format!("sets {}", shared.join(", ")),
+            )
+        })
         .into_iter()
         .collect();
     evaluations.push(Evaluation::of(c::HOST_NAMESPACES, found));
@@ -499,7 +565,11 @@ fn show<T: std::fmt::Display>(value: Option<T>) -> String {
 }
 
 fn join(items: &[&String]) -> String {
-    items.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -26,23 +26,26 @@ fn indent(text: &str, by: usize) -> String {
 /// A validated policy `hardening` in namespace `shop` selecting `app: shop`, whose
 /// `spec.podSecurity` is the given YAML (so every default comes from serde, as in production).
 fn policy(pod_security: &str) -> ValidatedPolicy {
+    let pod_security = match pod_security.trim() {
+        "" => " {}\n".to_string(),
+        _ => format!("\n{}", indent(pod_security, 4)),
+    };
     let yaml = format!(
         "apiVersion: security.goreal.io/v1alpha1\n\
          kind: GoREALSecurityPolicy\n\
          metadata: {{name: hardening, namespace: shop}}\n\
          spec:\n  \
            selector: {{matchLabels: {{app: shop}}}}\n  \
-           podSecurity:\n{}    {{}}\n",
-        indent(pod_security, 4)
+           podSecurity:{pod_security}"
     );
-    // A trailing `{}` keeps an empty podSecurity a mapping; with fields present it is dropped.
-    let yaml = if pod_security.trim().is_empty() { yaml } else { yaml.replace("    {}\n", "") };
     let raw: GoREALSecurityPolicy = serde_saphyr::from_str(&yaml).expect("policy YAML parses");
     validate(&raw).expect("policy is valid")
 }
 
 fn settings(pod_security: &str) -> PodSecuritySettings {
-    policy(pod_security).pod_security.expect("pod security is managed")
+    policy(pod_security)
+        .pod_security
+        .expect("pod security is managed")
 }
 
 fn parse<K: DeserializeOwned + WorkloadResource>(yaml: &str) -> Workload {
@@ -77,7 +80,10 @@ fn controlled_by(api_version: &str, kind: &str) -> Vec<OwnerReference> {
 }
 
 fn observed(workloads: Vec<Workload>) -> Observed {
-    Observed { workloads, ..Observed::default() }
+    Observed {
+        workloads,
+        ..Observed::default()
+    }
 }
 
 fn patch(workload: &Workload, settings: &PodSecuritySettings) -> Value {
@@ -86,7 +92,10 @@ fn patch(workload: &Workload, settings: &PodSecuritySettings) -> Value {
 
 /// The patch entry of the container `name` in `list` (`containers` or `initContainers`).
 fn entry<'a>(patch: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
-    patch["spec"][list].as_array()?.iter().find(|c| c["name"] == name)
+    patch["spec"][list]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
 }
 
 fn hardened(workload: &Workload, settings: &PodSecuritySettings) -> PodTemplateSpec {
@@ -98,14 +107,37 @@ fn offenders(evaluations: &[Evaluation]) -> BTreeMap<&'static str, Vec<String>> 
     let mut found: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for evaluation in evaluations {
         for violation in evaluation.violations.iter().filter(|v| v.exempt.is_none()) {
-            found.entry(evaluation.check).or_default().push(violation.object.clone());
+            found
+                .entry(evaluation.check)
+                .or_default()
+                .push(violation.object.clone());
         }
     }
     found
 }
 
+fn patched(desired: &Desired) -> Vec<String> {
+    desired
+        .workload_patches
+        .iter()
+        .map(|p| p.target.reference())
+        .collect()
+}
+
+fn released(desired: &Desired) -> Vec<String> {
+    desired
+        .workload_releases
+        .iter()
+        .map(|t| t.reference())
+        .collect()
+}
+
 fn check<'a>(status: &'a ComplianceStatus, id: &str) -> &'a CheckStatus {
-    status.checks.iter().find(|c| c.id == id).expect("check is in the report")
+    status
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .expect("check is in the report")
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -158,7 +190,8 @@ fn default_policy_requires_non_root_runtime_default_seccomp_and_no_token() {
 
 #[test]
 fn localhost_seccomp_profile_names_its_profile_file() {
-    let settings = settings("seccompProfile: {type: Localhost, localhostProfile: profiles/shop.json}");
+    let settings =
+        settings("seccompProfile: {type: Localhost, localhostProfile: profiles/shop.json}");
     let patch = patch(&deployment("web", PLAIN), &settings);
     assert_eq!(
         patch["spec"]["securityContext"]["seccompProfile"],
@@ -176,13 +209,16 @@ fn configured_ids_and_app_armor_profile_are_written_at_pod_level() {
     assert_eq!(context["runAsUser"], json!(10001));
     assert_eq!(context["runAsGroup"], json!(10002));
     assert_eq!(context["fsGroup"], json!(10003));
-    assert_eq!(context["appArmorProfile"], json!({ "type": "Localhost", "localhostProfile": "shop-app" }));
+    assert_eq!(
+        context["appArmorProfile"],
+        json!({ "type": "Localhost", "localhostProfile": "shop-app" })
+    );
 }
 
 #[test]
 fn only_the_configured_ids_are_written() {
-    let context = &patch(&deployment("web", PLAIN), &settings("runAsGroup: 3000"))["spec"]
-        ["securityContext"];
+    let context =
+        &patch(&deployment("web", PLAIN), &settings("runAsGroup: 3000"))["spec"]["securityContext"];
     assert_eq!(context["runAsGroup"], json!(3000));
     assert!(context.get("runAsUser").is_none() && context.get("fsGroup").is_none());
     assert!(context.get("appArmorProfile").is_none());
@@ -192,12 +228,19 @@ fn only_the_configured_ids_are_written() {
 fn run_as_non_root_is_not_written_when_the_policy_does_not_require_it() {
     let settings = settings("level: baseline\nrunAsNonRoot: false");
     let patch = patch(&deployment("web", PLAIN), &settings);
-    assert!(patch["spec"]["securityContext"].get("runAsNonRoot").is_none());
+    assert!(
+        patch["spec"]["securityContext"]
+            .get("runAsNonRoot")
+            .is_none()
+    );
 }
 
 #[test]
 fn automount_service_account_token_is_written_as_configured() {
-    let patch = patch(&deployment("web", PLAIN), &settings("automountServiceAccountToken: true"));
+    let patch = patch(
+        &deployment("web", PLAIN),
+        &settings("automountServiceAccountToken: true"),
+    );
     assert_eq!(patch["spec"]["automountServiceAccountToken"], json!(true));
 }
 
@@ -208,7 +251,11 @@ fn explicit_null_automount_leaves_the_token_to_the_workload() {
     let settings = settings("automountServiceAccountToken: null");
     assert_eq!(settings.automount_service_account_token, None);
     let workload = deployment("web", PLAIN);
-    assert!(patch(&workload, &settings)["spec"].get("automountServiceAccountToken").is_none());
+    assert!(
+        patch(&workload, &settings)["spec"]
+            .get("automountServiceAccountToken")
+            .is_none()
+    );
     let evaluation = evaluate(&workload, &workload.template, &settings)
         .into_iter()
         .find(|e| e.check == c::AUTOMOUNT_SERVICE_ACCOUNT_TOKEN)
@@ -241,7 +288,11 @@ containers:
         "readOnlyRootFilesystem": true,
         "capabilities": { "drop": ["ALL"] },
     });
-    for (list, name) in [("containers", "app"), ("containers", "proxy"), ("initContainers", "migrate")] {
+    for (list, name) in [
+        ("containers", "app"),
+        ("containers", "proxy"),
+        ("initContainers", "migrate"),
+    ] {
         let entry = entry(&patch, list, name).expect("container is patched");
         assert_eq!(entry["securityContext"], expected, "{list} {name}");
     }
@@ -261,11 +312,22 @@ containers:
     securityContext: {capabilities: {add: [NET_RAW]}}
 ",
     );
-    let patch = patch(&workload, &settings("capabilities: {add: [NET_BIND_SERVICE]}"));
-    let capabilities = |name| &entry(&patch, "containers", name).expect("patched")["securityContext"]["capabilities"];
-    assert_eq!(capabilities("app"), &json!({ "drop": ["ALL"], "add": ["NET_BIND_SERVICE"] }));
+    let patch = patch(
+        &workload,
+        &settings("capabilities: {add: [NET_BIND_SERVICE]}"),
+    );
+    let capabilities = |name| {
+        &entry(&patch, "containers", name).expect("patched")["securityContext"]["capabilities"]
+    };
+    assert_eq!(
+        capabilities("app"),
+        &json!({ "drop": ["ALL"], "add": ["NET_BIND_SERVICE"] })
+    );
     // Nothing allowed remains: the list is still written, so the request is removed.
-    assert_eq!(capabilities("sniffer"), &json!({ "drop": ["ALL"], "add": [] }));
+    assert_eq!(
+        capabilities("sniffer"),
+        &json!({ "drop": ["ALL"], "add": [] })
+    );
 }
 
 #[test]
@@ -277,12 +339,16 @@ fn a_capability_requested_twice_is_added_once() {
 containers:
   - name: app
     image: shop/app
-    securityContext: {capabilities: {add: [NET_BIND_SERVICE, NET_ADMIN, NET_BIND_SERVICE]}}
+    securityContext: {capabilities: {add: [NET_BIND_SERVICE, CHOWN, NET_BIND_SERVICE]}}
 ",
     );
-    let patch = patch(&workload, &settings("capabilities: {add: [NET_BIND_SERVICE]}"));
+    let settings = settings("level: baseline\ncapabilities: {add: [NET_BIND_SERVICE, CHOWN]}");
+    let patch = patch(&workload, &settings);
     let entry = entry(&patch, "containers", "app").expect("patched");
-    assert_eq!(entry["securityContext"]["capabilities"]["add"], json!(["NET_BIND_SERVICE"]));
+    assert_eq!(
+        entry["securityContext"]["capabilities"]["add"],
+        json!(["NET_BIND_SERVICE", "CHOWN"])
+    );
 }
 
 #[test]
@@ -309,11 +375,26 @@ containers:
     assert_eq!(setup["runAsNonRoot"], json!(true));
     assert_eq!(setup["runAsUser"], json!(10001));
     assert_eq!(setup["seccompProfile"], json!({ "type": "RuntimeDefault" }));
-    assert_eq!(setup["appArmorProfile"], json!({ "type": "RuntimeDefault" }));
-    assert!(setup.get("runAsGroup").is_none(), "the container did not set runAsGroup");
+    assert_eq!(
+        setup["appArmorProfile"],
+        json!({ "type": "RuntimeDefault" })
+    );
+    assert!(
+        setup.get("runAsGroup").is_none(),
+        "the container did not set runAsGroup"
+    );
     let app = &entry(&patch, "containers", "app").expect("patched")["securityContext"];
-    for field in ["runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile", "appArmorProfile"] {
-        assert!(app.get(field).is_none(), "{field} is covered by the pod level");
+    for field in [
+        "runAsNonRoot",
+        "runAsUser",
+        "runAsGroup",
+        "seccompProfile",
+        "appArmorProfile",
+    ] {
+        assert!(
+            app.get(field).is_none(),
+            "{field} is covered by the pod level"
+        );
     }
 }
 
@@ -350,12 +431,21 @@ containers:
 ",
     );
     let spec = hardened(&workload, &settings("")).spec.expect("pod spec");
-    let pod = spec.security_context.and_then(|s| s.seccomp_profile).expect("pod profile");
-    let app = spec.containers[0].security_context.clone().and_then(|s| s.seccomp_profile);
+    let pod = spec
+        .security_context
+        .and_then(|s| s.seccomp_profile)
+        .expect("pod profile");
+    let app = spec.containers[0]
+        .security_context
+        .clone()
+        .and_then(|s| s.seccomp_profile);
     let app = app.expect("container profile");
     // The API server accepts localhostProfile only with type Localhost.
     for profile in [pod, app] {
-        assert!(profile.type_ == "Localhost" || profile.localhost_profile.is_none(), "{profile:?}");
+        assert!(
+            profile.type_ == "Localhost" || profile.localhost_profile.is_none(),
+            "{profile:?}"
+        );
     }
 }
 
@@ -381,7 +471,10 @@ containers:
     image: shop/app
 ",
     );
-    let (tmp, logs) = (writable_volume_name("/tmp"), writable_volume_name("/app/logs"));
+    let (tmp, logs) = (
+        writable_volume_name("/tmp"),
+        writable_volume_name("/app/logs"),
+    );
     let patch = patch(&workload, &settings(TWO_PATHS));
     assert_eq!(
         patch["spec"]["volumes"],
@@ -395,7 +488,11 @@ containers:
         { "name": logs, "mountPath": "/app/logs" },
     ]);
     for (list, name) in [("containers", "app"), ("initContainers", "migrate")] {
-        assert_eq!(entry(&patch, list, name).expect("patched")["volumeMounts"], mounts, "{name}");
+        assert_eq!(
+            entry(&patch, list, name).expect("patched")["volumeMounts"],
+            mounts,
+            "{name}"
+        );
     }
 }
 
@@ -417,12 +514,20 @@ containers:
     );
     let tmp = writable_volume_name("/tmp");
     let patch = patch(&workload, &settings(""));
-    assert!(entry(&patch, "containers", "app").expect("patched").get("volumeMounts").is_none());
+    assert!(
+        entry(&patch, "containers", "app")
+            .expect("patched")
+            .get("volumeMounts")
+            .is_none()
+    );
     assert_eq!(
         entry(&patch, "containers", "proxy").expect("patched")["volumeMounts"],
         json!([{ "name": tmp, "mountPath": "/tmp" }])
     );
-    assert_eq!(patch["spec"]["volumes"], json!([{ "name": tmp, "emptyDir": { "sizeLimit": "100Mi" } }]));
+    assert_eq!(
+        patch["spec"]["volumes"],
+        json!([{ "name": tmp, "emptyDir": { "sizeLimit": "100Mi" } }])
+    );
 }
 
 #[test]
@@ -439,16 +544,27 @@ containers:
       - {name: scratch, mountPath: /tmp}
 ",
     );
-    assert!(patch(&workload, &settings(""))["spec"].get("volumes").is_none());
+    assert!(
+        patch(&workload, &settings(""))["spec"]
+            .get("volumes")
+            .is_none()
+    );
 }
 
 #[test]
 fn a_writable_root_filesystem_gets_no_writable_mounts() {
-    let patch = patch(&deployment("web", PLAIN), &settings("readOnlyRootFilesystem: false"));
+    let patch = patch(
+        &deployment("web", PLAIN),
+        &settings("readOnlyRootFilesystem: false"),
+    );
     assert!(patch["spec"].get("volumes").is_none());
     let app = entry(&patch, "containers", "app").expect("patched");
     assert!(app.get("volumeMounts").is_none());
-    assert!(app["securityContext"].get("readOnlyRootFilesystem").is_none());
+    assert!(
+        app["securityContext"]
+            .get("readOnlyRootFilesystem")
+            .is_none()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +630,10 @@ containers:
 ",
             TWO_PATHS,
         ),
-        ("os: {name: windows}\ncontainers:\n  - {name: app, image: shop/win}", FULL),
+        (
+            "os: {name: windows}\ncontainers:\n  - {name: app, image: shop/win}",
+            FULL,
+        ),
     ];
     for (pod_spec, pod_security) in fixtures {
         let settings = settings(pod_security);
@@ -522,7 +641,11 @@ containers:
         let first = patch(&workload, &settings);
         workload.template = hardened_template(&workload.template, &first);
         assert_eq!(patch(&workload, &settings), first, "{pod_spec}");
-        assert_eq!(hardened_template(&workload.template, &first), workload.template, "{pod_spec}");
+        assert_eq!(
+            hardened_template(&workload.template, &first),
+            workload.template,
+            "{pod_spec}"
+        );
     }
 }
 
@@ -533,8 +656,11 @@ containers:
 fn insecure_template_fails_the_expected_checks_per_container() {
     let workload = deployment("web", INSECURE);
     let found = offenders(&evaluate(&workload, &workload.template, &settings(FULL)));
-    let (pod, app, init) =
-        ("Deployment/web", "Deployment/web container app", "Deployment/web init container migrate");
+    let (pod, app, init) = (
+        "Deployment/web",
+        "Deployment/web container app",
+        "Deployment/web init container migrate",
+    );
     let expected: BTreeMap<&str, Vec<String>> = [
         (c::ALLOW_PRIVILEGE_ESCALATION, strings(&[app, init])),
         (c::APPARMOR_PROFILE, strings(&[app, init])),
@@ -545,7 +671,7 @@ fn insecure_template_fails_the_expected_checks_per_container() {
         (c::PRIVILEGED, strings(&[app])),
         (c::READ_ONLY_ROOT_FILESYSTEM, strings(&[app, init])),
         (c::RUN_AS_NON_ROOT, strings(&[app, init])),
-        (c::RUN_AS_USER, strings(&[pod, pod])),
+        (c::RUN_AS_USER, strings(&[pod, pod, pod])),
         (c::SECCOMP_PROFILE, strings(&[app, init])),
         (c::WRITABLE_PATHS, strings(&[app, init])),
     ]
@@ -559,14 +685,34 @@ fn violations_say_what_is_wrong() {
     let workload = deployment("web", INSECURE);
     let evaluations = evaluate(&workload, &workload.template, &settings(FULL));
     let details = |check: &str| -> Vec<String> {
-        let evaluation = evaluations.iter().find(|e| e.check == check).expect("evaluated");
-        evaluation.violations.iter().map(|v| v.detail.clone()).collect()
+        let evaluation = evaluations
+            .iter()
+            .find(|e| e.check == check)
+            .expect("evaluated");
+        evaluation
+            .violations
+            .iter()
+            .map(|v| v.detail.clone())
+            .collect()
     };
     assert_eq!(details(c::CAPABILITIES_ADD), ["adds NET_ADMIN"]);
     assert_eq!(details(c::HOST_NAMESPACES), ["sets hostNetwork"]);
-    assert_eq!(details(c::RUN_AS_NON_ROOT), ["runs as user 0", "runs as user 0"]);
-    assert_eq!(details(c::WRITABLE_PATHS), ["does not mount /tmp", "does not mount /tmp"]);
-    assert_eq!(details(c::RUN_AS_USER), ["has pod runAsUser 0", "has pod runAsGroup unset", "has pod fsGroup unset"]);
+    assert_eq!(
+        details(c::RUN_AS_NON_ROOT),
+        ["runs as user 0", "runs as user 0"]
+    );
+    assert_eq!(
+        details(c::WRITABLE_PATHS),
+        ["does not mount /tmp", "does not mount /tmp"]
+    );
+    assert_eq!(
+        details(c::RUN_AS_USER),
+        [
+            "has pod runAsUser 0",
+            "has pod runAsGroup unset",
+            "has pod fsGroup unset"
+        ]
+    );
 }
 
 #[test]
@@ -579,7 +725,11 @@ fn hardened_template_passes_every_check_the_patch_covers() {
 
     // Host namespaces are reported, never rewritten: they are all that remains.
     let insecure = deployment("web", INSECURE);
-    let found = offenders(&evaluate(&insecure, &hardened(&insecure, &settings), &settings));
+    let found = offenders(&evaluate(
+        &insecure,
+        &hardened(&insecure, &settings),
+        &settings,
+    ));
     assert_eq!(found.into_keys().collect::<Vec<_>>(), [c::HOST_NAMESPACES]);
 }
 
@@ -601,7 +751,428 @@ ephemeralContainers:
     let patch = patch(&workload, &settings);
     assert!(patch["spec"].get("ephemeralContainers").is_none());
     assert!(entry(&patch, "containers", "debug").is_none());
-    let found = offenders(&evaluate(&workload, &hardened(&workload, &settings), &settings));
-    assert_eq!(found[c::PRIVILEGED], ["Deployment/web ephemeral container debug"]);
-    assert_eq!(found[c::SECCOMP_PROFILE], Vec::<String>::new().into_iter().chain(None).collect::<Vec<_>>().is_empty().then(Vec::new).unwrap_or_default());
+    let found = offenders(&evaluate(
+        &workload,
+        &hardened(&workload, &settings),
+        &settings,
+    ));
+    // Only the unpatched ephemeral container still offends.
+    assert!(found.contains_key(c::PRIVILEGED));
+    for (check, objects) in found {
+        assert_eq!(
+            objects,
+            ["Deployment/web ephemeral container debug"],
+            "{check}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows pods
+
+const WINDOWS: &str = "
+os: {name: windows}
+containers:
+  - name: app
+    image: shop/win
+    securityContext: {runAsNonRoot: false}
+";
+
+#[test]
+fn windows_pods_get_no_linux_only_fields() {
+    let patch = patch(
+        &deployment("web", WINDOWS),
+        &settings(&format!("{FULL}{TWO_PATHS}")),
+    );
+    assert_eq!(
+        patch,
+        json!({ "spec": {
+            "securityContext": { "runAsNonRoot": true },
+            "automountServiceAccountToken": false,
+            "containers": [{ "name": "app", "securityContext": { "runAsNonRoot": true } }],
+        }})
+    );
+}
+
+#[test]
+fn linux_only_checks_are_skipped_for_windows_pods() {
+    let settings = settings(FULL);
+    let workload = deployment("web", WINDOWS);
+    let status = compliance_report(
+        &[Capability::PodSecurity],
+        &evaluate(&workload, &workload.template, &settings),
+    );
+    for id in [
+        c::ALLOW_PRIVILEGE_ESCALATION,
+        c::APPARMOR_PROFILE,
+        c::CAPABILITIES_ADD,
+        c::CAPABILITIES_DROP_ALL,
+        c::PRIVILEGED,
+        c::READ_ONLY_ROOT_FILESYSTEM,
+        c::RUN_AS_USER,
+        c::SECCOMP_PROFILE,
+        c::WRITABLE_PATHS,
+    ] {
+        let check = check(&status, id);
+        assert_eq!(
+            (check.result, check.message.as_str()),
+            (CheckResult::Skip, WINDOWS_SKIP),
+            "{id}"
+        );
+    }
+    assert_eq!(check(&status, c::RUN_AS_NON_ROOT).result, CheckResult::Fail);
+    assert_eq!(
+        check(&status, c::AUTOMOUNT_SERVICE_ACCOUNT_TOKEN).result,
+        CheckResult::Fail
+    );
+    assert_eq!(check(&status, c::HOST_NAMESPACES).result, CheckResult::Pass);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exemptions
+
+const VPN: &str = "
+containers:
+  - name: app
+    image: shop/app
+  - name: vpn
+    image: shop/vpn
+    securityContext:
+      privileged: true
+      capabilities: {add: [NET_ADMIN]}
+";
+
+#[test]
+fn an_exempt_workload_gets_no_patch_and_its_violations_are_exempt() {
+    let policy = policy("exemptions:\n  - {workload: legacy, reason: vendor image replaced in Q3}");
+    let mut legacy = deployment("legacy", VPN);
+    legacy
+        .annotations
+        .insert(names::HARDENED_BY_ANNOTATION.into(), "hardening".into());
+    let desired = plan(&policy, &observed(vec![legacy, deployment("web", PLAIN)]));
+    assert_eq!(patched(&desired), ["Deployment/web"]);
+    // Hardened by this policy before the exemption: its fields are released.
+    assert_eq!(released(&desired), ["Deployment/legacy"]);
+
+    let (status, workloads) = report(&policy, &desired, &|_| true, &[]);
+    let privileged = check(&status, c::PRIVILEGED);
+    assert_eq!(privileged.result, CheckResult::Pass);
+    assert_eq!(
+        privileged.exemptions,
+        ["Deployment/legacy container vpn: vendor image replaced in Q3"]
+    );
+    assert_eq!(status.failed, 0, "{status:?}");
+    assert_eq!(
+        (workloads.matched, workloads.hardened, workloads.failing),
+        (2, 2, 0)
+    );
+}
+
+#[test]
+fn an_exempt_container_is_left_alone_and_reported_exempt() {
+    let settings = settings(
+        "exemptions:\n  - {workload: web, container: vpn, reason: the VPN sidecar needs the tun device}",
+    );
+    let workload = deployment("web", VPN);
+    let patch = patch(&workload, &settings);
+    assert!(entry(&patch, "containers", "vpn").is_none());
+    assert!(entry(&patch, "containers", "app").is_some());
+    assert_eq!(
+        patch["spec"]["securityContext"]["runAsNonRoot"],
+        json!(true)
+    );
+
+    let evaluations = evaluate(
+        &workload,
+        &hardened_template(&workload.template, &patch),
+        &settings,
+    );
+    let privileged = evaluations
+        .iter()
+        .find(|e| e.check == c::PRIVILEGED)
+        .expect("evaluated");
+    assert_eq!(
+        privileged.violations,
+        [Violation {
+            object: "Deployment/web container vpn".into(),
+            detail: "is privileged".into(),
+            exempt: Some("the VPN sidecar needs the tun device".into()),
+        }]
+    );
+    let status = compliance_report(&[Capability::PodSecurity], &evaluations);
+    assert_eq!(check(&status, c::PRIVILEGED).result, CheckResult::Pass);
+    assert_eq!(status.failed, 0, "{status:?}");
+}
+
+#[test]
+fn a_check_exemption_skips_only_its_field_group() {
+    let settings = settings(
+        "exemptions:\n  - {workload: web, checks: [pod.read-only-root-filesystem], reason: writes its cache}",
+    );
+    let workload = deployment("web", PLAIN);
+    let patch = patch(&workload, &settings);
+    let app = entry(&patch, "containers", "app").expect("patched");
+    assert!(
+        app["securityContext"]
+            .get("readOnlyRootFilesystem")
+            .is_none()
+    );
+    assert_eq!(app["securityContext"]["privileged"], json!(false));
+    assert_eq!(
+        app["securityContext"]["capabilities"],
+        json!({ "drop": ["ALL"] })
+    );
+    assert!(
+        app.get("volumeMounts").is_some(),
+        "writable paths are another check"
+    );
+
+    let evaluations = evaluate(
+        &workload,
+        &hardened_template(&workload.template, &patch),
+        &settings,
+    );
+    let status = compliance_report(&[Capability::PodSecurity], &evaluations);
+    let read_only = check(&status, c::READ_ONLY_ROOT_FILESYSTEM);
+    assert_eq!(read_only.result, CheckResult::Pass);
+    assert_eq!(
+        read_only.exemptions,
+        ["Deployment/web container app: writes its cache"]
+    );
+    assert_eq!(status.failed, 0, "{status:?}");
+}
+
+#[test]
+fn a_pod_level_check_exemption_keeps_the_other_pod_fields() {
+    let settings = settings(&format!(
+        "{FULL}exemptions:\n  - {{workload: web, checks: [pod.run-as-user], reason: image owns uid 70}}"
+    ));
+    let context = &patch(&deployment("web", PLAIN), &settings)["spec"]["securityContext"];
+    for field in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(context.get(field).is_none(), "{field}");
+    }
+    assert_eq!(context["runAsNonRoot"], json!(true));
+    assert_eq!(
+        context["seccompProfile"],
+        json!({ "type": "RuntimeDefault" })
+    );
+}
+
+#[test]
+fn a_container_check_exemption_keeps_that_containers_own_value() {
+    let settings = settings(
+        "exemptions:\n  - {workload: web, container: vpn, checks: [pod.capabilities-add], reason: needs NET_ADMIN}",
+    );
+    let workload = deployment("web", VPN);
+    let patch = patch(&workload, &settings);
+    let vpn = &entry(&patch, "containers", "vpn").expect("patched")["securityContext"];
+    assert_eq!(vpn["capabilities"], json!({ "drop": ["ALL"] }));
+    assert_eq!(vpn["privileged"], json!(false));
+
+    let evaluations = evaluate(
+        &workload,
+        &hardened_template(&workload.template, &patch),
+        &settings,
+    );
+    let status = compliance_report(&[Capability::PodSecurity], &evaluations);
+    assert_eq!(
+        check(&status, c::CAPABILITIES_ADD).exemptions,
+        ["Deployment/web container vpn: needs NET_ADMIN"]
+    );
+    assert_eq!(status.failed, 0, "{status:?}");
+}
+
+#[test]
+fn an_exemption_for_another_workload_changes_nothing() {
+    let exempting_legacy = settings("exemptions:\n  - {workload: legacy, reason: vendor image}");
+    let workload = deployment("web", PLAIN);
+    assert_eq!(
+        patch(&workload, &exempting_legacy),
+        patch(&workload, &settings(""))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning across workloads
+
+#[test]
+fn a_workload_controlled_by_another_operator_is_checked_but_not_patched() {
+    let policy = policy("");
+    let mut rollout_child = deployment("web", PLAIN);
+    rollout_child.owner_references = controlled_by("argoproj.io/v1alpha1", "Rollout");
+    let desired = plan(&policy, &observed(vec![rollout_child]));
+    assert!(desired.workload_patches.is_empty());
+    assert_eq!(desired.selected.len(), 1);
+    assert!(desired.selected[0].unmanaged && desired.selected[0].hardened.is_none());
+
+    let (status, workloads) = report(&policy, &desired, &|_| true, &[]);
+    assert_eq!(workloads.unmanaged, ["Deployment/web"]);
+    assert_eq!((workloads.matched, workloads.failing), (1, 1));
+    assert_eq!(check(&status, c::PRIVILEGED).result, CheckResult::Pass);
+    assert_eq!(
+        check(&status, c::SECCOMP_PROFILE).objects,
+        ["Deployment/web container app"]
+    );
+}
+
+fn replica_set_of_web(annotations: &str) -> Workload {
+    let mut workload = parse::<ReplicaSet>(&format!(
+        "apiVersion: apps/v1\n\
+         kind: ReplicaSet\n\
+         metadata: {{name: web-5d8f7c, annotations: {{{annotations}}}}}\n\
+         spec:\n  \
+           selector: {{matchLabels: {{app: shop}}}}\n  \
+           template:\n    \
+             metadata: {{labels: {{app: shop}}}}\n    \
+             spec:\n{}",
+        indent(PLAIN, 6)
+    ));
+    workload.owner_references = controlled_by("apps/v1", "Deployment");
+    workload
+}
+
+#[test]
+fn a_replica_set_owned_by_a_deployment_is_not_governed() {
+    let desired = plan(&policy(""), &observed(vec![replica_set_of_web("")]));
+    assert!(desired.workload_patches.is_empty());
+    assert!(desired.selected.is_empty());
+    assert!(desired.workload_releases.is_empty());
+}
+
+#[test]
+#[ignore = "bug: the Deployment controller copies the hardened-by annotation to its ReplicaSets, \
+            and plan releases them on every reconcile"]
+fn a_replica_set_with_the_annotation_copied_from_its_deployment_is_not_released() {
+    let policy = policy("");
+    let mut web = deployment("web", PLAIN);
+    web.annotations
+        .insert(names::HARDENED_BY_ANNOTATION.into(), "hardening".into());
+    let replica_set = replica_set_of_web(&format!("{}: hardening", names::HARDENED_BY_ANNOTATION));
+    let desired = plan(&policy, &observed(vec![web, replica_set]));
+    assert_eq!(patched(&desired), ["Deployment/web"]);
+    assert_eq!(released(&desired), Vec::<String>::new());
+}
+
+#[test]
+fn a_workload_created_before_the_policy_is_patched_until_the_patch_is_applied() {
+    let policy = policy(FULL);
+    let mut web = deployment("web", INSECURE);
+    let first = plan(&policy, &observed(vec![web.clone()]));
+    assert_eq!(first.workload_patches.len(), 1);
+    let patch = &first.workload_patches[0];
+    assert!(!patch.up_to_date);
+    assert_eq!(patch.body["apiVersion"], "apps/v1");
+    assert_eq!(patch.body["kind"], "Deployment");
+    assert_eq!(patch.body["metadata"]["name"], "web");
+    assert_eq!(patch.body["metadata"]["namespace"], "shop");
+    assert_eq!(
+        patch.body["metadata"]["annotations"][names::HARDENED_BY_ANNOTATION],
+        "hardening"
+    );
+
+    // The marks alone do not make it current: the template must carry the fields too.
+    web.annotations = serde_json::from_value(patch.body["metadata"]["annotations"].clone())
+        .expect("annotations are strings");
+    let marked_only = plan(&policy, &observed(vec![web.clone()]));
+    assert!(!marked_only.workload_patches[0].up_to_date);
+
+    web.template = first.selected[0]
+        .hardened
+        .clone()
+        .expect("hardened template");
+    let second = plan(&policy, &observed(vec![web]));
+    assert!(second.workload_patches[0].up_to_date);
+    assert_eq!(second.workload_patches[0].body, patch.body);
+    assert!(second.workload_releases.is_empty());
+}
+
+#[test]
+fn report_judges_the_hardened_template_only_once_applied() {
+    let policy = policy(FULL);
+    let desired = plan(&policy, &observed(vec![deployment("web", PLAIN)]));
+    let (applied, _) = report(&policy, &desired, &|_| true, &[]);
+    assert_eq!(applied.failed, 0, "{applied:?}");
+    let (pending, workloads) = report(&policy, &desired, &|_| false, &[]);
+    assert_eq!(check(&pending, c::PRIVILEGED).result, CheckResult::Pass);
+    assert_eq!(
+        check(&pending, c::SECCOMP_PROFILE).result,
+        CheckResult::Fail
+    );
+    assert_eq!(workloads.failing, 1);
+}
+
+#[test]
+fn a_workload_hardened_by_this_policy_but_no_longer_selected_is_released() {
+    let relabel = |mut workload: Workload, hardened_by: &str| {
+        let labels = BTreeMap::from([("app".to_string(), "other".to_string())]);
+        workload.template.metadata.get_or_insert_default().labels = Some(labels);
+        workload
+            .annotations
+            .insert(names::HARDENED_BY_ANNOTATION.into(), hardened_by.into());
+        workload
+    };
+    let workloads = vec![
+        relabel(deployment("old", PLAIN), "hardening"),
+        relabel(deployment("theirs", PLAIN), "another-policy"),
+        deployment("web", PLAIN),
+    ];
+    let desired = plan(&policy(""), &observed(workloads));
+    assert_eq!(patched(&desired), ["Deployment/web"]);
+    assert_eq!(released(&desired), ["Deployment/old"]);
+}
+
+#[test]
+fn namespace_gets_pod_security_admission_labels_at_the_policy_level() {
+    let labels =
+        |pod_security: &str| plan(&policy(pod_security), &observed(vec![])).namespace_labels;
+    let at = |level: &str| {
+        Some(
+            ["enforce", "audit", "warn"]
+                .map(|mode| {
+                    (
+                        format!("pod-security.kubernetes.io/{mode}"),
+                        level.to_string(),
+                    )
+                })
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    assert_eq!(labels(""), at("restricted"));
+    assert_eq!(
+        labels("level: baseline\ncapabilities: {add: [CHOWN]}"),
+        at("baseline")
+    );
+    assert_eq!(labels("labelNamespace: false"), None);
+}
+
+#[test]
+fn cron_job_patches_nest_under_the_job_template() {
+    let nightly = parse::<CronJob>(&format!(
+        "apiVersion: batch/v1\n\
+         kind: CronJob\n\
+         metadata: {{name: nightly}}\n\
+         spec:\n  \
+           schedule: '0 3 * * *'\n  \
+           jobTemplate:\n    \
+             spec:\n      \
+               template:\n        \
+                 metadata: {{labels: {{app: shop}}}}\n        \
+                 spec:\n{}",
+        indent(
+            "restartPolicy: OnFailure\ncontainers:\n  - {name: report, image: shop/report}",
+            10
+        )
+    ));
+    let desired = plan(&policy(""), &observed(vec![nightly.clone()]));
+    let body = &desired.workload_patches[0].body;
+    assert_eq!(
+        (&body["apiVersion"], &body["kind"]),
+        (&json!("batch/v1"), &json!("CronJob"))
+    );
+    assert!(body["spec"].get("template").is_none());
+    assert_eq!(
+        body["spec"]["jobTemplate"]["spec"]["template"],
+        patch(&nightly, &settings(""))
+    );
 }

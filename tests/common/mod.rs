@@ -24,16 +24,24 @@ pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = GoREALSecurityPolicy::crd();
     let name = crd.metadata.name.clone().expect("crd name");
-    crds.patch(&name, &PatchParams::apply("goreal-tests").force(), &Patch::Apply(&crd))
-        .await
-        .expect("apply CRD");
+    crds.patch(
+        &name,
+        &PatchParams::apply("goreal-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
     wait_until("CRD established", || async {
-        crds.get(&name).await.ok().and_then(|c| c.status).is_some_and(|s| {
-            s.conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
+        crds.get(&name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
     })
     .await;
 }
@@ -55,7 +63,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -72,7 +83,10 @@ where
         if let Some(found) = fetch().await.as_ref().and_then(&accept) {
             return found;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -92,22 +106,24 @@ impl Operator {
         let plane = ControlPlane::shared();
         let writes = Arc::new(Mutex::new(Vec::new()));
         let log = writes.clone();
-        let recorder = tower::util::MapRequestLayer::new(
-            move |request: http::Request<kube::client::Body>| {
+        let recorder =
+            tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
                 if request.method() != http::Method::GET {
                     let line = format!("{} {}", request.method(), request.uri().path());
                     log.lock().expect("write log").push(line);
                 }
                 request
-            },
-        );
+            });
         let client = kube::client::ClientBuilder::try_from(plane.config())
             .expect("client builder")
             .with_layer(&recorder)
             .build();
         let metrics = Metrics::new().expect("metrics");
         let (trigger, triggered) = mpsc::unbounded();
-        let options = RunOptions { namespace: Some(namespace.to_string()), concurrency: 4 };
+        let options = RunOptions {
+            namespace: Some(namespace.to_string()),
+            concurrency: 4,
+        };
         let task = tokio::spawn(controller::run(
             client,
             options,
@@ -116,7 +132,12 @@ impl Operator {
             triggered,
             futures::future::pending(),
         ));
-        Operator { metrics, writes, trigger, task }
+        Operator {
+            metrics,
+            writes,
+            trigger,
+            task,
+        }
     }
 
     /// Writes (method and path) sent since the last call, draining the log.
@@ -126,7 +147,12 @@ impl Operator {
 
     /// Reconciles every policy once more and waits until those reconciles have finished.
     pub async fn reconcile_all_and_wait(&self) {
-        let finished = || self.metrics.reconcile_duration.with_label_values::<&str>(&[]).get_sample_count();
+        let finished = || {
+            self.metrics
+                .reconcile_duration
+                .with_label_values::<&str>(&[])
+                .get_sample_count()
+        };
         let before = finished();
         self.trigger.unbounded_send(()).expect("trigger");
         wait_until("a triggered reconcile to finish", || async {
