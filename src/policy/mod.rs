@@ -138,6 +138,8 @@ fn hardened_by(
     observed
         .workloads
         .iter()
+        // A Deployment's ReplicaSets inherit its annotations; they were never patched themselves.
+        .filter(|w| !w.is_built_in_child())
         .filter(|w| w.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&policy.name))
         .filter(|w| filter(w))
         .map(|w| WorkloadTarget {

@@ -65,11 +65,21 @@ pub fn harden(workload: &Workload, settings: &PodSecuritySettings) -> Option<Val
                 }
             }
         }
-        if !exempt(c::SECCOMP_PROFILE) {
-            pod_context.insert("seccompProfile".into(), seccomp_profile(settings));
+        let own = spec.security_context.as_ref();
+        let own_seccomp = own
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()));
+        let ours = seccomp_profile(settings);
+        if !exempt(c::SECCOMP_PROFILE) && !keeps_own_localhost(own_seccomp.as_ref(), &ours) {
+            pod_context.insert("seccompProfile".into(), ours);
         }
-        if let (Some(profile), false) = (app_armor_profile(settings), exempt(c::APPARMOR_PROFILE)) {
-            pod_context.insert("appArmorProfile".into(), profile);
+        let own_app_armor = own
+            .and_then(|s| s.app_armor_profile.as_ref())
+            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()));
+        if let (Some(ours), false) = (app_armor_profile(settings), exempt(c::APPARMOR_PROFILE)) {
+            if !keeps_own_localhost(own_app_armor.as_ref(), &ours) {
+                pod_context.insert("appArmorProfile".into(), ours);
+            }
         }
     }
     if !pod_context.is_empty() {
@@ -121,6 +131,21 @@ fn seccomp_profile(settings: &PodSecuritySettings) -> Value {
     }
 }
 
+/// A profile as JSON, in the shape the patch writes.
+fn profile_json(type_: &str, localhost_profile: Option<&String>) -> Value {
+    match localhost_profile {
+        Some(profile) => json!({ "type": type_, "localhostProfile": profile }),
+        None => json!({ "type": type_ }),
+    }
+}
+
+/// A workload's own Localhost profile already confines it; writing ours over it would mix our
+/// type with its `localhostProfile` (refused by the API server) or fight its author. The choice
+/// depends only on the user's value, so the patch stays the same once applied.
+fn keeps_own_localhost(own: Option<&Value>, ours: &Value) -> bool {
+    own.is_some_and(|own| own["type"] == "Localhost" && own != ours)
+}
+
 fn app_armor_profile(settings: &PodSecuritySettings) -> Option<Value> {
     settings
         .app_armor
@@ -152,11 +177,9 @@ fn harden_container(
     }
     let mut mounts = Vec::new();
     if !windows {
-        if !exempt(c::ALLOW_PRIVILEGE_ESCALATION) {
-            context.insert(
-                "allowPrivilegeEscalation".into(),
-                json!(settings.allow_privilege_escalation),
-            );
+        // A policy that allows escalation leaves the field to the workload.
+        if !settings.allow_privilege_escalation && !exempt(c::ALLOW_PRIVILEGE_ESCALATION) {
+            context.insert("allowPrivilegeEscalation".into(), json!(false));
         }
         if !exempt(c::PRIVILEGED) {
             context.insert("privileged".into(), json!(false));
@@ -170,25 +193,33 @@ fn harden_container(
         }
         let requested = own.capabilities.as_ref().and_then(|caps| caps.add.as_ref());
         if let (Some(requested), false) = (requested, exempt(c::CAPABILITIES_ADD)) {
-            let mut kept: Vec<&String> = requested
+            let mut seen = BTreeSet::new();
+            let kept: Vec<&String> = requested
                 .iter()
-                .filter(|cap| settings.allowed_add.contains(*cap))
+                .filter(|cap| settings.allowed_add.contains(*cap) && seen.insert(*cap))
                 .collect();
-            kept.dedup();
             capabilities.insert("add".into(), json!(kept));
         }
         if !capabilities.is_empty() {
             context.insert("capabilities".into(), Value::Object(capabilities));
         }
-        if own.seccomp_profile.is_some() && !exempt(c::SECCOMP_PROFILE) {
-            context.insert("seccompProfile".into(), seccomp_profile(settings));
+        // Container-level profiles are rewritten only where the container sets its own.
+        if let (Some(profile), false) = (&own.seccomp_profile, exempt(c::SECCOMP_PROFILE)) {
+            let ours = seccomp_profile(settings);
+            let own = profile_json(&profile.type_, profile.localhost_profile.as_ref());
+            if !keeps_own_localhost(Some(&own), &ours) {
+                context.insert("seccompProfile".into(), ours);
+            }
         }
-        if let (Some(_), Some(profile), false) = (
+        if let (Some(profile), Some(ours), false) = (
             &own.app_armor_profile,
             app_armor_profile(settings),
             exempt(c::APPARMOR_PROFILE),
         ) {
-            context.insert("appArmorProfile".into(), profile);
+            let own = profile_json(&profile.type_, profile.localhost_profile.as_ref());
+            if !keeps_own_localhost(Some(&own), &ours) {
+                context.insert("appArmorProfile".into(), ours);
+            }
         }
         if !exempt(c::RUN_AS_USER) {
             if let (Some(_), Some(user)) = (own.run_as_user, settings.run_as_user) {

@@ -331,7 +331,6 @@ containers:
 }
 
 #[test]
-#[ignore = "bug: harden_container dedups with Vec::dedup, which only removes adjacent duplicates"]
 fn a_capability_requested_twice_is_added_once() {
     let workload = deployment(
         "web",
@@ -415,8 +414,6 @@ containers:
 }
 
 #[test]
-#[ignore = "bug: RuntimeDefault is written over a Localhost profile whose localhostProfile stays, \
-            an invalid seccompProfile"]
 fn a_localhost_seccomp_profile_stays_valid_under_a_runtime_default_policy() {
     let workload = deployment(
         "web",
@@ -1040,8 +1037,6 @@ fn a_replica_set_owned_by_a_deployment_is_not_governed() {
 }
 
 #[test]
-#[ignore = "bug: the Deployment controller copies the hardened-by annotation to its ReplicaSets, \
-            and plan releases them on every reconcile"]
 fn a_replica_set_with_the_annotation_copied_from_its_deployment_is_not_released() {
     let policy = policy("");
     let mut web = deployment("web", PLAIN);
