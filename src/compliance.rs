@@ -156,7 +156,7 @@ pub fn report(capabilities: &[Capability], evaluations: &[Evaluation]) -> Compli
             )
         })
         .collect();
-    let count = |r: CheckResult| checks.iter().filter(|c| c.result == r).count() as u32;
+    let count = |r: CheckResult| saturating_i32(checks.iter().filter(|c| c.result == r).count());
     ComplianceStatus {
         score: score(&checks),
         passed: count(CheckResult::Pass),
@@ -213,9 +213,14 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
             .take(MAX_LISTED_OBJECTS)
             .map(|v| v.object.clone())
             .collect(),
-        total_objects: offending.len() as u32,
+        total_objects: saturating_i32(offending.len()),
         exemptions,
     }
+}
+
+/// Counts as the API's int32, saturating instead of wrapping.
+pub fn saturating_i32(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 fn weight(severity: Severity) -> u32 {
@@ -229,7 +234,7 @@ fn weight(severity: Severity) -> u32 {
 
 /// Severity-weighted share of passing checks among those that passed or failed; 100 when
 /// nothing could be checked.
-pub fn score(checks: &[CheckStatus]) -> u8 {
+pub fn score(checks: &[CheckStatus]) -> i32 {
     let (passed, total) = checks
         .iter()
         .fold((0u32, 0u32), |(p, t), c| match c.result {
@@ -239,7 +244,7 @@ pub fn score(checks: &[CheckStatus]) -> u8 {
         });
     (passed * 100 + total / 2)
         .checked_div(total)
-        .map_or(100, |score| score as u8)
+        .map_or(100, |score| i32::try_from(score).unwrap_or(100))
 }
 
 #[cfg(test)]

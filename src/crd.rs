@@ -393,13 +393,17 @@ pub struct GoREALSecurityPolicyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ComplianceStatus {
     /// 0 to 100, weighted by severity over the checks that passed or failed.
-    pub score: u8,
+    #[schemars(range(min = 0, max = 100))]
+    pub score: i32,
     /// Number of passing checks.
-    pub passed: u32,
+    #[schemars(range(min = 0))]
+    pub passed: i32,
     /// Number of failing checks.
-    pub failed: u32,
+    #[schemars(range(min = 0))]
+    pub failed: i32,
     /// Number of checks that could not apply.
-    pub skipped: u32,
+    #[schemars(range(min = 0))]
+    pub skipped: i32,
     /// One entry per check, ordered by id.
     #[serde(default)]
     pub checks: Vec<CheckStatus>,
@@ -450,13 +454,14 @@ pub struct CheckStatus {
     pub objects: Vec<String>,
     /// Number of offending objects, also those not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub total_objects: u32,
+    #[schemars(range(min = 0))]
+    pub total_objects: i32,
     /// Exempt objects and their reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exemptions: Vec<String>,
 }
 
-fn is_zero(value: &u32) -> bool {
+fn is_zero(value: &i32) -> bool {
     *value == 0
 }
 
@@ -465,11 +470,14 @@ fn is_zero(value: &u32) -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadsStatus {
     /// Workloads the selector matches.
-    pub matched: u32,
+    #[schemars(range(min = 0))]
+    pub matched: i32,
     /// Workloads whose templates carry every hardened field.
-    pub hardened: u32,
+    #[schemars(range(min = 0))]
+    pub hardened: i32,
     /// Workloads that fail at least one check.
-    pub failing: u32,
+    #[schemars(range(min = 0))]
+    pub failing: i32,
     /// Workloads controlled by another operator's resource: checked, not patched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<String>,

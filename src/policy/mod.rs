@@ -240,23 +240,35 @@ pub fn report(
         }
         evaluations.extend(found);
     }
-    let ownership: Vec<Violation> = conflicts
+    // One ownership evaluation per written object (each patched workload, the namespace), so
+    // the check counts objects, not conflicts.
+    let mut written: Vec<String> = desired
+        .workload_patches
         .iter()
-        .map(|conflict| Violation {
-            object: conflict.object.clone(),
-            detail: format!(
-                "has fields held by {} ({})",
-                conflict.managers.join(", "),
-                conflict.fields.join(", ")
-            ),
-            exempt: None,
-        })
+        .map(|p| p.target.reference())
         .collect();
-    evaluations.push(if policy.mode == Mode::Audit {
-        Evaluation::skipped(compliance::FIELD_OWNERSHIP, "Audit mode applies nothing")
-    } else {
-        Evaluation::of(compliance::FIELD_OWNERSHIP, ownership)
-    });
+    if desired.namespace_labels.is_some() {
+        written.push(format!("Namespace/{}", policy.namespace));
+    }
+    for object in written {
+        evaluations.push(if policy.mode == Mode::Audit {
+            Evaluation::skipped(compliance::FIELD_OWNERSHIP, "Audit mode applies nothing")
+        } else {
+            let held = conflicts
+                .iter()
+                .filter(|c| c.object == object)
+                .map(|conflict| Violation {
+                    object: conflict.object.clone(),
+                    detail: format!(
+                        "has fields held by {} ({})",
+                        conflict.managers.join(", "),
+                        conflict.fields.join(", ")
+                    ),
+                    exempt: None,
+                });
+            Evaluation::of(compliance::FIELD_OWNERSHIP, held.collect())
+        });
+    }
     (
         compliance::report(&[Capability::PodSecurity], &evaluations),
         workloads,
