@@ -145,6 +145,11 @@ impl Operator {
         std::mem::take(&mut *self.writes.lock().expect("write log"))
     }
 
+    /// Asks the controller to reconcile every policy once more.
+    pub fn trigger(&self) {
+        self.trigger.unbounded_send(()).expect("trigger");
+    }
+
     /// Reconciles every policy once more and waits until those reconciles have finished.
     pub async fn reconcile_all_and_wait(&self) {
         let finished = || {
@@ -154,7 +159,7 @@ impl Operator {
                 .get_sample_count()
         };
         let before = finished();
-        self.trigger.unbounded_send(()).expect("trigger");
+        self.trigger();
         wait_until("a triggered reconcile to finish", || async {
             finished() > before && finished() >= self.metrics.reconcile_count()
         })
