@@ -2,6 +2,8 @@
 //! event to the policies that govern it, readiness, and the shared reconcile context.
 
 mod reconcile;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
