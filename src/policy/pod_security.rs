@@ -76,10 +76,10 @@ pub fn harden(workload: &Workload, settings: &PodSecuritySettings) -> Option<Val
         let own_app_armor = own
             .and_then(|s| s.app_armor_profile.as_ref())
             .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()));
-        if let (Some(ours), false) = (app_armor_profile(settings), exempt(c::APPARMOR_PROFILE)) {
-            if !keeps_own_localhost(own_app_armor.as_ref(), &ours) {
-                pod_context.insert("appArmorProfile".into(), ours);
-            }
+        if let (Some(ours), false) = (app_armor_profile(settings), exempt(c::APPARMOR_PROFILE))
+            && !keeps_own_localhost(own_app_armor.as_ref(), &ours)
+        {
+            pod_context.insert("appArmorProfile".into(), ours);
         }
     }
     if !pod_context.is_empty() {
