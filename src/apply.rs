@@ -1,8 +1,6 @@
 //! Server-side apply of the planned patches: skip what is already in effect, report field
 //! conflicts with other managers instead of forcing, and release fields on cleanup.
 
-use std::collections::BTreeMap;
-
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
@@ -10,8 +8,8 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::names::FIELD_MANAGER;
-use crate::observed::WorkloadKind;
-use crate::policy::{Conflict, WorkloadPatch, WorkloadTarget};
+use crate::observed::{NamespaceState, WorkloadKind};
+use crate::policy::{Conflict, NamespacePlan, WorkloadPatch, WorkloadTarget, namespace_body};
 
 /// What happened to one planned patch.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,39 +87,43 @@ pub async fn release_workload(
     }
 }
 
-/// Applies the Pod Security Admission labels on the namespace, or releases ours when `labels`
-/// is `None`. `current` and `held` describe the live namespace so unchanged labels cost nothing.
-pub async fn apply_namespace_labels(
+/// Applies or releases the namespace's Pod Security Admission labels as planned; skipped when
+/// the live namespace already has them from this policy.
+pub async fn apply_namespace(
     client: &Client,
-    namespace: &str,
-    labels: Option<&BTreeMap<String, String>>,
-    current: &BTreeMap<String, String>,
-    held: bool,
+    namespace: &NamespaceState,
+    plan: &NamespacePlan,
+    policy: &str,
     force: bool,
 ) -> Result<ApplyOutcome, Error> {
-    let in_effect = match labels {
-        Some(labels) => held && labels.iter().all(|(k, v)| current.get(k) == Some(v)),
-        None => !held,
+    let current = match plan {
+        NamespacePlan::Leave => true,
+        NamespacePlan::Release => !namespace.labelled_by_us,
+        NamespacePlan::Apply(labels) => {
+            namespace.labelled_by_us
+                && namespace.labelled_by.as_deref() == Some(policy)
+                && labels
+                    .iter()
+                    .all(|(k, v)| namespace.labels.get(k) == Some(v))
+        }
     };
-    if in_effect {
+    let Some(body) = namespace_body(&namespace.name, plan, policy).filter(|_| !current) else {
         return Ok(ApplyOutcome::Unchanged);
-    }
+    };
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let mut metadata = json!({ "name": namespace });
-    if let Some(labels) = labels {
-        metadata["labels"] = json!(labels);
-    }
-    let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": metadata });
     let mut params = PatchParams::apply(FIELD_MANAGER);
     if force {
         params = params.force();
     }
-    match api.patch(namespace, &params, &Patch::Apply(&body)).await {
+    match api
+        .patch(&namespace.name, &params, &Patch::Apply(&body))
+        .await
+    {
         Ok(_) => Ok(ApplyOutcome::Applied),
         Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
             let (managers, fields) = parse_conflict(&status.message);
             Ok(ApplyOutcome::Conflict(Conflict {
-                object: format!("Namespace/{namespace}"),
+                object: format!("Namespace/{}", namespace.name),
                 managers,
                 fields,
             }))

@@ -22,6 +22,10 @@ pub const HARDENED_BY_ANNOTATION: &str = "security.goreal.io/hardened-by";
 /// digests (and matching live values) mean the apply can be skipped.
 pub const APPLIED_DIGEST_ANNOTATION: &str = "security.goreal.io/applied-digest";
 
+/// Annotation on a labelled namespace naming the policy that set its Pod Security Admission
+/// labels; another policy in the namespace leaves them alone while that policy exists.
+pub const NAMESPACE_LABELLED_BY_ANNOTATION: &str = "security.goreal.io/psa-labels-by";
+
 /// Pod Security Admission namespace labels, one per mode.
 pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
 /// Prefix of the Pod Security Admission labels.

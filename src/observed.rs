@@ -1,7 +1,7 @@
 //! The `Observed` snapshot: what the planners may know about the cluster, gathered by the
 //! controller from its caches or by `render` from files. Plain data; no API access.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -16,6 +16,8 @@ pub struct Observed {
     pub namespace: NamespaceState,
     /// Every workload of the namespace, selected or not (deselected ones may need releasing).
     pub workloads: Vec<Workload>,
+    /// Names of the policies that exist in the namespace, this one included.
+    pub policies: BTreeSet<String>,
 }
 
 /// The parts of the Namespace object the planners read.
@@ -27,6 +29,8 @@ pub struct NamespaceState {
     pub labels: BTreeMap<String, String>,
     /// Whether the operator's field manager holds fields of the namespace.
     pub labelled_by_us: bool,
+    /// The policy named by the namespace's labelled-by annotation.
+    pub labelled_by: Option<String>,
 }
 
 /// The workload kinds whose pod templates a policy hardens.

@@ -213,12 +213,12 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                             name: patch.target.name.clone(),
                         });
                     }
-                    if let Some(labels) = &desired.namespace_labels {
-                        documents.push(json!({
-                            "apiVersion": "v1",
-                            "kind": "Namespace",
-                            "metadata": { "name": namespace, "labels": labels },
-                        }));
+                    let body =
+                        policy::namespace_body(&namespace, &desired.namespace, &raw.name_any());
+                    if let (Some(body), policy::NamespacePlan::Apply(_)) =
+                        (body, &desired.namespace)
+                    {
+                        documents.push(body);
                         resources.push(ResourceRef {
                             api_version: "v1".into(),
                             kind: "Namespace".into(),
@@ -264,7 +264,14 @@ fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
             name: namespace.into(),
             labels,
             labelled_by_us: false,
+            labelled_by: None,
         },
+        policies: manifests
+            .policies
+            .iter()
+            .filter(|p| p.namespace().as_deref().unwrap_or("default") == namespace)
+            .map(|p| p.name_any())
+            .collect(),
         workloads: manifests
             .workloads
             .iter()

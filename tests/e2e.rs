@@ -561,3 +561,63 @@ async fn every_field_of_the_example_policy_survives_the_api_server() {
     assert_subset(&written["spec"], &read_back["spec"], "spec");
     assert_eq!(created.spec, typed.spec);
 }
+
+#[tokio::test]
+async fn two_policies_selecting_one_workload_do_not_fight() {
+    let (client, ns) = setup("two").await;
+    create_deployment(&client, &ns, INSECURE).await;
+    let operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("first", "")).await;
+    wait_status(&client, &ns, "first", "first Ready", |s| {
+        condition(s, "Ready") == Some(("True", "Reconciled"))
+    })
+    .await;
+    let mut second_policy = policy("second", "");
+    second_policy
+        .spec
+        .pod_security
+        .as_mut()
+        .expect("pod security")
+        .run_as_user = Some(2000);
+    create_policy(&client, &ns, &second_policy).await;
+
+    let status = wait_status(&client, &ns, "second", "second reports the first", |s| {
+        s.compliance.is_some()
+    })
+    .await;
+    let ownership = check(&status, "pod.field-ownership");
+    assert_eq!(ownership.result, CheckResult::Fail);
+    assert!(
+        ownership.message.contains("policy first"),
+        "{}",
+        ownership.message
+    );
+
+    operator.reconcile_all_and_wait().await;
+    operator.take_writes();
+    operator.reconcile_all_and_wait().await;
+    operator.reconcile_all_and_wait().await;
+    assert_eq!(
+        operator.take_writes(),
+        Vec::<String>::new(),
+        "the policies must not take turns"
+    );
+    let live = deployment(&client, &ns, "insecure").await;
+    assert_eq!(
+        live.annotations()
+            .get("security.goreal.io/hardened-by")
+            .map(String::as_str),
+        Some("first")
+    );
+    let pod = live
+        .spec
+        .template
+        .spec
+        .expect("pod spec")
+        .security_context
+        .expect("context");
+    assert_eq!(
+        pod.run_as_user, None,
+        "the second policy's runAsUser was not applied"
+    );
+}

@@ -97,6 +97,8 @@ pub struct Context {
     pub client: Client,
     /// Workload caches.
     pub workloads: WorkloadStores,
+    /// The policy cache.
+    pub policies: Store<GoREALSecurityPolicy>,
     /// Event publisher.
     pub recorder: Recorder,
     /// Metrics.
@@ -234,6 +236,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         client,
         workloads: workloads.clone(),
+        policies: policies.clone(),
         metrics,
         conflicts: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),

@@ -1,7 +1,6 @@
 //! One reconcile of one policy: gather, validate, plan, apply, status — and the finalizer's
 //! cleanup that releases what the policy applied to objects it does not own.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,13 +75,27 @@ async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed
                     .is_some()
             })
     });
+    // Policies being deleted no longer hold anything: others may take over.
+    let policies = ctx
+        .policies
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect();
     Ok(Observed {
         namespace: NamespaceState {
             name: namespace.clone(),
             labels: live.labels().clone(),
             labelled_by_us,
+            labelled_by: live
+                .annotations()
+                .get(names::NAMESPACE_LABELLED_BY_ANNOTATION)
+                .cloned(),
         },
         workloads: ctx.workloads.in_namespace(&namespace),
+        policies,
     })
 }
 
@@ -185,8 +198,9 @@ async fn apply_desired(
     let Desired {
         workload_patches,
         workload_releases,
-        namespace_labels,
+        namespace: namespace_plan,
         selected: _,
+        governed_elsewhere: _,
     } = desired;
     let mut applied = Applied::default();
     for patch in workload_patches {
@@ -259,22 +273,23 @@ async fn apply_desired(
     for target in workload_releases {
         apply::release_workload(&ctx.client, &policy.namespace, target).await?;
     }
-    let outcome = apply::apply_namespace_labels(
+    let outcome = apply::apply_namespace(
         &ctx.client,
-        &policy.namespace,
-        namespace_labels.as_ref(),
-        &observed.namespace.labels,
-        observed.namespace.labelled_by_us,
+        &observed.namespace,
+        namespace_plan,
+        &policy.name,
         policy.force,
     )
     .await?;
     match outcome {
         ApplyOutcome::Conflict(conflict) => applied.conflicts.push(conflict),
-        _ if namespace_labels.is_some() => applied.resources.push(ResourceRef {
-            api_version: "v1".into(),
-            kind: "Namespace".into(),
-            name: policy.namespace.clone(),
-        }),
+        _ if matches!(namespace_plan, policy::NamespacePlan::Apply(_)) => {
+            applied.resources.push(ResourceRef {
+                api_version: "v1".into(),
+                kind: "Namespace".into(),
+                name: policy.namespace.clone(),
+            })
+        }
         _ => {}
     }
     applied.resources.sort();
@@ -394,15 +409,10 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
         }
     }
     let observed = gather(policy, ctx).await?;
-    apply::apply_namespace_labels(
-        &ctx.client,
-        &namespace,
-        None,
-        &BTreeMap::new(),
-        observed.namespace.labelled_by_us,
-        false,
-    )
-    .await?;
+    if observed.namespace.labelled_by.as_deref() == Some(name.as_str()) {
+        let plan = policy::NamespacePlan::Release;
+        apply::apply_namespace(&ctx.client, &observed.namespace, &plan, &name, false).await?;
+    }
     let _ = ctx
         .metrics
         .compliance_score

@@ -77,6 +77,7 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         ),
         client,
         workloads,
+        policies: reflector::store().0,
         metrics: Metrics::new().expect("metrics"),
         conflicts: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),

@@ -23,10 +23,24 @@ pub struct Desired {
     pub workload_patches: Vec<WorkloadPatch>,
     /// Workloads this policy hardened earlier and no longer governs: their fields are released.
     pub workload_releases: Vec<WorkloadTarget>,
-    /// Pod Security Admission labels for the namespace; `None` releases ours.
-    pub namespace_labels: Option<BTreeMap<String, String>>,
+    /// What to do with the namespace's Pod Security Admission labels.
+    pub namespace: NamespacePlan,
     /// Selected workloads with what the checks need.
     pub selected: Vec<Selected>,
+    /// Objects this policy would write that another existing policy governs, with its name.
+    pub governed_elsewhere: Vec<(String, String)>,
+}
+
+/// The namespace labels step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum NamespacePlan {
+    /// Apply these labels, marking the namespace as labelled by this policy.
+    Apply(BTreeMap<String, String>),
+    /// Release the labels this policy set.
+    Release,
+    /// Not this policy's business.
+    #[default]
+    Leave,
 }
 
 /// A workload addressed by kind and name.
@@ -67,15 +81,52 @@ pub struct Selected {
     pub hardened: Option<PodTemplateSpec>,
 }
 
+/// The server-side apply body of the namespace step: labels and the labelled-by mark, or an
+/// empty body that releases them; `None` when there is nothing to send.
+pub fn namespace_body(namespace: &str, plan: &NamespacePlan, policy: &str) -> Option<Value> {
+    let metadata = match plan {
+        NamespacePlan::Leave => return None,
+        NamespacePlan::Release => json!({ "name": namespace }),
+        NamespacePlan::Apply(labels) => json!({
+            "name": namespace,
+            "labels": labels,
+            "annotations": { names::NAMESPACE_LABELLED_BY_ANNOTATION: policy },
+        }),
+    };
+    Some(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": metadata }))
+}
+
 /// Plans every capability of the policy against the observed snapshot.
 pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
     let mut desired = Desired::default();
+    let labelled_by_self = observed.namespace.labelled_by.as_deref() == Some(&policy.name);
     let Some(settings) = &policy.pod_security else {
         desired.workload_releases = hardened_by(policy, observed, |_| true);
+        if labelled_by_self {
+            desired.namespace = NamespacePlan::Release;
+        }
         return desired;
+    };
+    // Two policies writing the same fields under one field manager would undo each other on
+    // every event; the one that got there first keeps the object while it exists.
+    let other_owner = |owner: Option<&String>| {
+        owner
+            .filter(|o| **o != policy.name && observed.policies.contains(*o))
+            .cloned()
     };
     for workload in governed(policy, observed) {
         let unmanaged = workload.is_unmanaged();
+        if let Some(other) = other_owner(workload.annotations.get(names::HARDENED_BY_ANNOTATION)) {
+            desired
+                .governed_elsewhere
+                .push((workload.reference(), other));
+            desired.selected.push(Selected {
+                workload: workload.clone(),
+                unmanaged,
+                hardened: None,
+            });
+            continue;
+        }
         let whole_exempt = settings
             .exemptions
             .iter()
@@ -104,17 +155,26 @@ pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
         .collect();
     desired.workload_releases =
         hardened_by(policy, observed, |w| !patched.contains(&w.reference()));
-    desired.namespace_labels = settings.label_namespace.then(|| {
-        names::PSA_MODES
-            .iter()
-            .map(|mode| {
-                (
-                    format!("{}{mode}", names::PSA_LABEL_PREFIX),
-                    settings.level.as_str().to_string(),
-                )
-            })
-            .collect()
-    });
+    let namespace_owner = other_owner(observed.namespace.labelled_by.as_ref());
+    desired.namespace = match (settings.label_namespace, namespace_owner) {
+        (true, Some(other)) => {
+            desired
+                .governed_elsewhere
+                .push((format!("Namespace/{}", policy.namespace), other));
+            NamespacePlan::Leave
+        }
+        (true, None) => NamespacePlan::Apply(
+            names::PSA_MODES
+                .iter()
+                .map(|mode| {
+                    let key = format!("{}{mode}", names::PSA_LABEL_PREFIX);
+                    (key, settings.level.as_str().to_string())
+                })
+                .collect(),
+        ),
+        (false, _) if labelled_by_self => NamespacePlan::Release,
+        (false, _) => NamespacePlan::Leave,
+    };
     desired
 }
 
@@ -247,9 +307,15 @@ pub fn report(
         .iter()
         .map(|p| p.target.reference())
         .collect();
-    if desired.namespace_labels.is_some() {
+    if matches!(desired.namespace, NamespacePlan::Apply(_)) {
         written.push(format!("Namespace/{}", policy.namespace));
     }
+    written.extend(
+        desired
+            .governed_elsewhere
+            .iter()
+            .map(|(object, _)| object.clone()),
+    );
     for object in written {
         evaluations.push(if policy.mode == Mode::Audit {
             Evaluation::skipped(compliance::FIELD_OWNERSHIP, "Audit mode applies nothing")
@@ -266,7 +332,16 @@ pub fn report(
                     ),
                     exempt: None,
                 });
-            Evaluation::of(compliance::FIELD_OWNERSHIP, held.collect())
+            let elsewhere = desired
+                .governed_elsewhere
+                .iter()
+                .filter(|(o, _)| *o == object)
+                .map(|(object, other)| Violation {
+                    object: object.clone(),
+                    detail: format!("is governed by policy {other}, which hardened it first"),
+                    exempt: None,
+                });
+            Evaluation::of(compliance::FIELD_OWNERSHIP, held.chain(elsewhere).collect())
         });
     }
     (

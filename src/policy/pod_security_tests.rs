@@ -13,7 +13,7 @@ use crate::crd::{CheckResult, CheckStatus, ComplianceStatus, GoREALSecurityPolic
 use crate::model::{ValidatedPolicy, validate, writable_volume_name};
 use crate::names;
 use crate::observed::{Observed, WorkloadResource};
-use crate::policy::{Desired, plan, report};
+use crate::policy::{Desired, NamespacePlan, plan, report};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -1118,10 +1118,9 @@ fn a_workload_hardened_by_this_policy_but_no_longer_selected_is_released() {
 
 #[test]
 fn namespace_gets_pod_security_admission_labels_at_the_policy_level() {
-    let labels =
-        |pod_security: &str| plan(&policy(pod_security), &observed(vec![])).namespace_labels;
+    let labels = |pod_security: &str| plan(&policy(pod_security), &observed(vec![])).namespace;
     let at = |level: &str| {
-        Some(
+        NamespacePlan::Apply(
             ["enforce", "audit", "warn"]
                 .map(|mode| {
                     (
@@ -1138,7 +1137,62 @@ fn namespace_gets_pod_security_admission_labels_at_the_policy_level() {
         labels("level: baseline\ncapabilities: {add: [CHOWN]}"),
         at("baseline")
     );
-    assert_eq!(labels("labelNamespace: false"), None);
+    assert_eq!(labels("labelNamespace: false"), NamespacePlan::Leave);
+}
+
+/// Marks a (still selected) workload as hardened by `policy`.
+fn hardened_by(mut workload: Workload, policy: &str) -> Workload {
+    workload
+        .annotations
+        .insert(names::HARDENED_BY_ANNOTATION.into(), policy.into());
+    workload
+}
+
+#[test]
+fn namespace_labels_set_by_this_policy_are_released_when_it_stops_labelling() {
+    let mut world = observed(vec![]);
+    world.namespace.labelled_by = Some("hardening".into());
+    let desired = plan(&policy("labelNamespace: false"), &world);
+    assert_eq!(desired.namespace, NamespacePlan::Release);
+}
+
+#[test]
+fn a_second_policy_leaves_namespace_labels_and_workloads_of_the_first_alone() {
+    let mut world = observed(vec![hardened_by(deployment("web", PLAIN), "first")]);
+    world.namespace.labelled_by = Some("first".into());
+    world.policies = ["first".to_string(), "hardening".to_string()].into();
+    let desired = plan(&policy(""), &world);
+    assert_eq!(desired.namespace, NamespacePlan::Leave);
+    assert!(desired.workload_patches.is_empty());
+    assert!(desired.workload_releases.is_empty());
+    let elsewhere: Vec<&str> = desired
+        .governed_elsewhere
+        .iter()
+        .map(|(o, _)| o.as_str())
+        .collect();
+    assert_eq!(elsewhere, ["Deployment/web", "Namespace/shop"]);
+    let (compliance, _) = report(&policy(""), &desired, &|_| true, &[]);
+    let ownership = compliance
+        .checks
+        .iter()
+        .find(|c| c.id == c::FIELD_OWNERSHIP)
+        .expect("check");
+    assert_eq!(ownership.result, CheckResult::Fail);
+    assert!(
+        ownership.message.contains("policy first"),
+        "{}",
+        ownership.message
+    );
+}
+
+#[test]
+fn a_policy_that_no_longer_exists_does_not_keep_its_workloads() {
+    let mut world = observed(vec![hardened_by(deployment("web", PLAIN), "gone")]);
+    world.namespace.labelled_by = Some("gone".into());
+    world.policies = ["hardening".to_string()].into();
+    let desired = plan(&policy(""), &world);
+    assert!(matches!(desired.namespace, NamespacePlan::Apply(_)));
+    assert_eq!(patched(&desired), ["Deployment/web"]);
 }
 
 #[test]
