@@ -38,6 +38,7 @@ fn bench_plan(c: &mut Criterion) {
                 ..Default::default()
             },
             workloads: workloads(size),
+            policies: ["goreal-baseline".to_string()].into(),
         };
         group.bench_with_input(
             BenchmarkId::from_parameter(size),
