@@ -383,26 +383,50 @@ fn is_capability_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_uppercase() || c == '_')
 }
 
-/// Accepts the Kubernetes quantity forms used for sizes: a positive decimal number with an
-/// optional binary (Ki..Ei) or decimal (k, M..E) suffix, or an exponent.
-fn is_positive_quantity(value: &str) -> bool {
-    const SUFFIXES: [&str; 13] = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m",
+/// The numeric value of a Kubernetes quantity in the forms used for sizes: a decimal number
+/// with an optional binary (Ki..Ei) or decimal (m, k, M..E) suffix, or a decimal exponent.
+/// `None` when the text is not such a quantity.
+pub fn quantity_value(value: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+        ("m", 1e-3),
     ];
-    let number = if let Some(number) = SUFFIXES.iter().find_map(|s| value.strip_suffix(s)) {
-        number
+    let suffixed = SUFFIXES
+        .iter()
+        .find_map(|(s, f)| value.strip_suffix(s).map(|n| (n, *f)));
+    let (number, scale) = if let Some(found) = suffixed {
+        found
     } else if let Some((mantissa, exponent)) = value.split_once(['e', 'E']) {
         let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
+            return None;
         }
-        mantissa
+        (mantissa, 10f64.powi(exponent.parse::<i32>().ok()?))
     } else {
-        value
+        (value, 1.0)
     };
-    let plain_decimal = number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    let plain_decimal = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && number.bytes().filter(|b| *b == b'.').count() <= 1;
-    plain_decimal && number.parse::<f64>().is_ok_and(|n| n > 0.0)
+    plain_decimal
+        .then(|| number.parse::<f64>().ok())
+        .flatten()
+        .map(|n| n * scale)
+}
+
+fn is_positive_quantity(value: &str) -> bool {
+    quantity_value(value).is_some_and(|n| n > 0.0)
 }
 
 fn parse_selector(
@@ -555,6 +579,14 @@ mod tests {
         assert_eq!(errors(spec.clone()).len(), 1);
         spec.level = Level::Baseline;
         assert!(errors(spec).is_empty());
+    }
+
+    #[test]
+    fn quantities_in_different_notations_have_equal_values() {
+        assert_eq!(quantity_value("1Gi"), quantity_value("1024Mi"));
+        assert_eq!(quantity_value("1k"), quantity_value("1e3"));
+        assert_eq!(quantity_value("500m"), Some(0.5));
+        assert_eq!(quantity_value("lots"), None);
     }
 
     #[test]

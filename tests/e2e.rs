@@ -299,7 +299,16 @@ async fn a_converged_world_is_reconciled_without_any_write() {
     let (client, ns) = setup("quiet").await;
     create_deployment(&client, &ns, INSECURE).await;
     let operator = Operator::start(&ns).await;
-    create_policy(&client, &ns, &policy("baseline", "")).await;
+    // 1024Mi comes back from the API server as 1Gi: still converged.
+    let mut quiet = policy("baseline", "");
+    quiet
+        .spec
+        .pod_security
+        .as_mut()
+        .expect("pod security")
+        .writable_paths[0]
+        .size_limit = "1024Mi".into();
+    create_policy(&client, &ns, &quiet).await;
     wait_status(&client, &ns, "baseline", "Ready", |s| {
         condition(s, "Ready") == Some(("True", "Reconciled"))
     })

@@ -218,7 +218,7 @@ fn workload_patch(
     let digest = digest(&template_patch);
     let up_to_date = workload.annotations.get(names::APPLIED_DIGEST_ANNOTATION) == Some(&digest)
         && workload.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&policy.name)
-        && *hardened == workload.template;
+        && pod_security::same_template(hardened, &workload.template);
     let body = json!({
         "apiVersion": workload.kind.api_version(),
         "kind": workload.kind.as_str(),

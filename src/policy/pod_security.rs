@@ -307,6 +307,32 @@ pub fn hardened_template(template: &PodTemplateSpec, patch: &Value) -> PodTempla
     serde_json::from_value(live).unwrap_or_else(|_| template.clone())
 }
 
+/// Whether two templates are equal once emptyDir size limits are compared by value: the API
+/// server stores quantities in canonical form (`1024Mi` comes back as `1Gi`), and that must not
+/// make an applied patch look unapplied forever.
+pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    fn canonical(template: &PodTemplateSpec) -> PodTemplateSpec {
+        let mut template = template.clone();
+        let volumes = template
+            .spec
+            .iter_mut()
+            .flat_map(|s| s.volumes.iter_mut().flatten());
+        for volume in volumes {
+            let limit = volume
+                .empty_dir
+                .as_mut()
+                .and_then(|e| e.size_limit.as_mut());
+            if let Some(limit) = limit
+                && let Some(value) = crate::model::quantity_value(&limit.0)
+            {
+                limit.0 = format!("{value}");
+            }
+        }
+        template
+    }
+    a == b || canonical(a) == canonical(b)
+}
+
 /// One container of any kind, as the checks see it.
 struct ContainerView<'a> {
     role: &'static str,

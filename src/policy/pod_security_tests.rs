@@ -1225,3 +1225,35 @@ fn cron_job_patches_nest_under_the_job_template() {
         patch(&nightly, &settings(""))
     );
 }
+
+#[test]
+fn a_size_limit_the_api_server_canonicalised_still_counts_as_applied() {
+    let written = settings("writablePaths: [{path: /tmp, sizeLimit: 1024Mi}]");
+    let workload = deployment("web", PLAIN);
+    let hardened = hardened_template(&workload.template, &patch(&workload, &written));
+    let mut stored = hardened.clone();
+    let volume = stored
+        .spec
+        .as_mut()
+        .and_then(|s| s.volumes.as_mut())
+        .expect("volumes");
+    volume[0].empty_dir.as_mut().expect("emptyDir").size_limit = Some(
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()),
+    );
+    assert_ne!(hardened, stored);
+    assert!(same_template(&hardened, &stored));
+    volume_limit_changes_are_still_seen(&hardened);
+}
+
+fn volume_limit_changes_are_still_seen(hardened: &PodTemplateSpec) {
+    let mut other = hardened.clone();
+    let volume = other
+        .spec
+        .as_mut()
+        .and_then(|s| s.volumes.as_mut())
+        .expect("volumes");
+    volume[0].empty_dir.as_mut().expect("emptyDir").size_limit = Some(
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity("2Gi".into()),
+    );
+    assert!(!same_template(hardened, &other));
+}
