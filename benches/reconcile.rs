@@ -81,10 +81,7 @@ async fn main() {
     operator.reconcile_all_and_wait().await;
     let convergence_writes = operator.take_writes();
 
-    let histogram = operator
-        .metrics
-        .reconcile_duration
-        .with_label_values::<&str>(&[]);
+    let histogram = &operator.metrics.reconcile_duration;
     let mut latencies = Vec::with_capacity(ITERATIONS);
     for _ in 0..ITERATIONS {
         let (count, sum) = (histogram.get_sample_count(), histogram.get_sample_sum());

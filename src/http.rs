@@ -45,3 +45,46 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, ready)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let response = router.oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_ok_once_caches_synced_and_metrics_are_served() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.reconciles.inc();
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = router(metrics, ready.clone());
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+        let (status, text) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("goreal_reconcile_total 1"), "{text}");
+        for name in [
+            "goreal_reconcile_duration_seconds",
+            "goreal_applied_objects_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name}")), "{name} missing");
+        }
+    }
+}

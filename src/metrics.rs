@@ -2,7 +2,8 @@
 //! come from small fixed sets (error categories, kinds) or name a policy, never a value.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the operator exports.
@@ -10,11 +11,11 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     /// Reconciles started.
-    pub reconciles: IntCounterVec,
+    pub reconciles: IntCounter,
     /// Failed reconciles by error category.
     pub reconcile_errors: IntCounterVec,
     /// Reconcile duration.
-    pub reconcile_duration: HistogramVec,
+    pub reconcile_duration: Histogram,
     /// Compliance score per policy.
     pub compliance_score: IntGaugeVec,
     /// Objects written by kind.
@@ -27,12 +28,9 @@ impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("goreal".into()), None)?;
-        let reconciles = IntCounterVec::new(
-            Opts::new(
-                "reconcile_total",
-                "Reconciles of GoREALSecurityPolicy resources",
-            ),
-            &[],
+        let reconciles = IntCounter::new(
+            "reconcile_total",
+            "Reconciles of GoREALSecurityPolicy resources",
         )?;
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
@@ -41,13 +39,12 @@ impl Metrics {
             ),
             &["category"],
         )?;
-        let reconcile_duration = HistogramVec::new(
+        let reconcile_duration = Histogram::with_opts(
             HistogramOpts::new("reconcile_duration_seconds", "Duration of one reconcile").buckets(
                 vec![
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ],
             ),
-            &[],
         )?;
         let compliance_score = IntGaugeVec::new(
             Opts::new(
@@ -101,7 +98,7 @@ impl Metrics {
 
     /// Reconciles counted so far.
     pub fn reconcile_count(&self) -> u64 {
-        self.reconciles.with_label_values::<&str>(&[]).get()
+        self.reconciles.get()
     }
 }
 
@@ -112,7 +109,7 @@ mod tests {
     #[test]
     fn exposition_uses_the_goreal_prefix() {
         let metrics = Metrics::new().expect("metrics");
-        metrics.reconciles.with_label_values::<&str>(&[]).inc();
+        metrics.reconciles.inc();
         metrics
             .reconcile_errors
             .with_label_values(&["server"])
@@ -121,10 +118,7 @@ mod tests {
             .compliance_score
             .with_label_values(&["goreal", "baseline"])
             .set(88);
-        metrics
-            .reconcile_duration
-            .with_label_values::<&str>(&[])
-            .observe(0.01);
+        metrics.reconcile_duration.observe(0.01);
         let text = metrics.encode();
         for name in [
             "goreal_reconcile_total 1",

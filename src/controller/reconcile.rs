@@ -40,7 +40,7 @@ pub async fn reconcile(
     );
     let failure_key = format!("{namespace}/{}", policy.name_any());
     let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values::<&str>(&[]).inc();
+    ctx.metrics.reconciles.inc();
     let api: Api<GoREALSecurityPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, names::FINALIZER, policy, |event| async {
         match event {
@@ -53,7 +53,6 @@ pub async fn reconcile(
     .map_err(Error::from);
     ctx.metrics
         .reconcile_duration
-        .with_label_values::<&str>(&[])
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.failures.lock().await.remove(&failure_key);

@@ -152,12 +152,7 @@ impl Operator {
 
     /// Reconciles every policy once more and waits until those reconciles have finished.
     pub async fn reconcile_all_and_wait(&self) {
-        let finished = || {
-            self.metrics
-                .reconcile_duration
-                .with_label_values::<&str>(&[])
-                .get_sample_count()
-        };
+        let finished = || self.metrics.reconcile_duration.get_sample_count();
         let before = finished();
         self.trigger();
         wait_until("a triggered reconcile to finish", || async {
