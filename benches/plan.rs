@@ -46,7 +46,12 @@ fn bench_plan(c: &mut Criterion) {
             |b, observed| {
                 b.iter(|| {
                     let desired = policy::plan(black_box(&validated), black_box(observed));
-                    black_box(policy::report(&validated, &desired, &|_| true, &[]))
+                    black_box(policy::report(
+                        &validated,
+                        &desired,
+                        &|_| true,
+                        &policy::Refusals::default(),
+                    ))
                 })
             },
         );

@@ -1,15 +1,18 @@
 //! Server-side apply of the planned patches: skip what is already in effect, report field
-//! conflicts with other managers instead of forcing, and release fields on cleanup.
+//! conflicts and permanent refusals per object instead of forcing or failing the whole policy,
+//! and release fields on cleanup.
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::names::FIELD_MANAGER;
 use crate::observed::{NamespaceState, WorkloadKind};
-use crate::policy::{Conflict, NamespacePlan, WorkloadPatch, WorkloadTarget, namespace_body};
+use crate::policy::{
+    Conflict, NamespacePlan, Rejection, WorkloadPatch, WorkloadTarget, namespace_body,
+};
 
 /// What happened to one planned patch.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,12 +23,48 @@ pub enum ApplyOutcome {
     Applied,
     /// Another manager holds some fields with other values; nothing was written.
     Conflict(Conflict),
+    /// The API server refused the patch for good (invalid, forbidden); nothing was written.
+    Rejected(Rejection),
 }
 
 fn api_for(client: &Client, namespace: &str, kind: WorkloadKind) -> Api<DynamicObject> {
     let (group, version) = kind.api_version().split_once('/').unwrap_or(("", "v1"));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.as_str()));
     Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+fn params(force: bool) -> PatchParams {
+    let params = PatchParams::apply(FIELD_MANAGER);
+    if force { params.force() } else { params }
+}
+
+/// Sorts an apply error: field conflicts and permanent refusals concern this one object and are
+/// reported; everything else (stale versions, throttling, server errors, transport, expired
+/// credentials) is an error that the controller retries.
+fn classify(object: String, error: kube::Error) -> Result<ApplyOutcome, Error> {
+    match error {
+        kube::Error::Api(status) if is_field_conflict(&status) => {
+            let (managers, fields) = parse_conflict(&status.message);
+            Ok(ApplyOutcome::Conflict(Conflict {
+                object,
+                managers,
+                fields,
+            }))
+        }
+        kube::Error::Api(status) if is_permanent(status.code) => {
+            Ok(ApplyOutcome::Rejected(Rejection {
+                object,
+                code: status.code,
+                reason: status.reason,
+            }))
+        }
+        error => Err(error.into()),
+    }
+}
+
+/// Client errors that retrying the same request cannot fix.
+fn is_permanent(code: u16) -> bool {
+    (400..500).contains(&code) && ![401, 409, 429].contains(&code)
 }
 
 /// Applies one workload patch unless it is already in effect.
@@ -39,29 +78,22 @@ pub async fn apply_workload(
         return Ok(ApplyOutcome::Unchanged);
     }
     let api = api_for(client, namespace, patch.target.kind);
-    let mut params = PatchParams::apply(FIELD_MANAGER);
-    if force {
-        params = params.force();
-    }
     match api
-        .patch(&patch.target.name, &params, &Patch::Apply(&patch.body))
+        .patch(
+            &patch.target.name,
+            &params(force),
+            &Patch::Apply(&patch.body),
+        )
         .await
     {
         Ok(_) => Ok(ApplyOutcome::Applied),
-        Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
-            let (managers, fields) = parse_conflict(&status.message);
-            Ok(ApplyOutcome::Conflict(Conflict {
-                object: patch.target.reference(),
-                managers,
-                fields,
-            }))
-        }
-        Err(error) => Err(error.into()),
+        Err(error) => classify(patch.target.reference(), error),
     }
 }
 
 /// Releases every field the operator holds on a workload, and its marks, by applying an empty
-/// body under the operator's field manager. A workload that is gone needs no release.
+/// body under the operator's field manager. A workload that is gone (the apply then fails as
+/// not found or as an invalid creation) needs no release.
 pub async fn release_workload(
     client: &Client,
     namespace: &str,
@@ -74,29 +106,18 @@ pub async fn release_workload(
         "metadata": { "name": target.name },
     });
     match api
-        .patch(
-            &target.name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&body),
-        )
+        .patch(&target.name, &params(false), &Patch::Apply(&body))
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 422 => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
 
-/// Applies or releases the namespace's Pod Security Admission labels as planned; skipped when
-/// the live namespace already has them from this policy.
-pub async fn apply_namespace(
-    client: &Client,
-    namespace: &NamespaceState,
-    plan: &NamespacePlan,
-    policy: &str,
-    force: bool,
-) -> Result<ApplyOutcome, Error> {
-    let current = match plan {
+/// Whether the live namespace already reflects the plan for this policy.
+pub fn namespace_current(namespace: &NamespaceState, plan: &NamespacePlan, policy: &str) -> bool {
+    match plan {
         NamespacePlan::Leave => true,
         NamespacePlan::Release => !namespace.labelled_by_us,
         NamespacePlan::Apply(labels) => {
@@ -106,30 +127,37 @@ pub async fn apply_namespace(
                     .iter()
                     .all(|(k, v)| namespace.labels.get(k) == Some(v))
         }
-    };
-    let Some(body) = namespace_body(&namespace.name, plan, policy).filter(|_| !current) else {
-        return Ok(ApplyOutcome::Unchanged);
-    };
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let mut params = PatchParams::apply(FIELD_MANAGER);
-    if force {
-        params = params.force();
     }
+}
+
+/// Applies or releases the namespace's Pod Security Admission labels with `body` (from
+/// `policy::namespace_body`).
+pub async fn apply_namespace(
+    client: &Client,
+    namespace: &str,
+    body: &Value,
+    force: bool,
+) -> Result<ApplyOutcome, Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     match api
-        .patch(&namespace.name, &params, &Patch::Apply(&body))
+        .patch(namespace, &params(force), &Patch::Apply(body))
         .await
     {
         Ok(_) => Ok(ApplyOutcome::Applied),
-        Err(kube::Error::Api(status)) if is_field_conflict(&status) => {
-            let (managers, fields) = parse_conflict(&status.message);
-            Ok(ApplyOutcome::Conflict(Conflict {
-                object: format!("Namespace/{}", namespace.name),
-                managers,
-                fields,
-            }))
-        }
-        Err(error) => Err(error.into()),
+        Err(error) => classify(format!("Namespace/{namespace}"), error),
     }
+}
+
+/// The namespace apply body when the plan needs a write, else `None`.
+pub fn namespace_write(
+    namespace: &NamespaceState,
+    plan: &NamespacePlan,
+    policy: &str,
+) -> Option<Value> {
+    if namespace_current(namespace, plan, policy) {
+        return None;
+    }
+    namespace_body(&namespace.name, plan, policy)
 }
 
 /// A 409 from server-side apply that names conflicting managers, as opposed to a stale

@@ -59,6 +59,8 @@ checks! {
         "Containers drop the configured capabilities", High, PodSecurity, "Pod hardening: drop ALL capabilities";
     FIELD_OWNERSHIP = "pod.field-ownership",
         "No other field manager holds a hardened field with a conflicting value", High, PodSecurity, "Pod hardening: settings actually applied";
+    PATCH_ACCEPTED = "pod.hardening-accepted",
+        "The API server accepts every hardening patch", High, PodSecurity, "Pod hardening: settings actually applied";
     HOST_NAMESPACES = "pod.host-namespaces",
         "Pods do not share the host's network, PID or IPC namespace", Critical, PodSecurity, "Pod hardening: isolation from the node";
     PRIVILEGED = "pod.privileged",

@@ -145,7 +145,8 @@ pub struct PodSecuritySpec {
     /// AppArmor profile for every pod; unset when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_armor_profile: Option<AppArmorProfileSpec>,
-    /// Whether pods mount the service account token; absent leaves it to the workload.
+    /// Whether pods mount the service account token; `false` when absent, and `null` leaves it
+    /// to each workload.
     #[serde(default = "default_automount", skip_serializing_if = "Option::is_none")]
     pub automount_service_account_token: Option<bool>,
     /// Paths that stay writable under a read-only root filesystem, as size-limited emptyDirs.
@@ -481,6 +482,10 @@ pub struct WorkloadsStatus {
     /// Workloads controlled by another operator's resource: checked, not patched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<String>,
+    /// Jobs, whose pod templates cannot change after creation: checked, not patched (harden
+    /// their manifest or their CronJob).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub immutable: Vec<String>,
 }
 
 /// Reference to an object the policy wrote to.

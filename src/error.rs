@@ -4,8 +4,9 @@
 /// An error of one reconcile.
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
-    /// A Kubernetes API request failed.
-    #[error("kubernetes API request failed: {0}")]
+    /// A Kubernetes API request failed. Shown by code and reason only: the API server's message
+    /// can quote the object it refused, environment values included.
+    #[error("kubernetes API request failed: {}", describe_kube(.0))]
     Kube(#[from] kube::Error),
     /// The finalizer helper failed (adding, removing or running a branch).
     #[error("finalizer: {0}")]
@@ -38,6 +39,13 @@ impl Error {
             self.category(),
             "conflict" | "throttled" | "server" | "transport"
         )
+    }
+}
+
+fn describe_kube(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} {}", status.code, status.reason),
+        other => other.to_string(),
     }
 }
 

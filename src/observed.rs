@@ -31,6 +31,8 @@ pub struct NamespaceState {
     pub labelled_by_us: bool,
     /// The policy named by the namespace's labelled-by annotation.
     pub labelled_by: Option<String>,
+    /// resourceVersion, when read from the API server.
+    pub resource_version: Option<String>,
 }
 
 /// The workload kinds whose pod templates a policy hardens.
@@ -104,8 +106,8 @@ pub struct Workload {
     pub kind: WorkloadKind,
     /// Name.
     pub name: String,
-    /// resourceVersion, when read from the API server.
-    pub resource_version: Option<String>,
+    /// `metadata.generation`: changes with the spec only, not with status updates.
+    pub generation: Option<i64>,
     /// Annotations of the workload object (not of its template).
     pub annotations: BTreeMap<String, String>,
     /// Owner references.
@@ -173,7 +175,7 @@ pub trait WorkloadResource {
         Some(Workload {
             kind: Self::KIND,
             name: meta.name.clone()?,
-            resource_version: meta.resource_version.clone(),
+            generation: meta.generation,
             annotations: meta.annotations.clone().unwrap_or_default(),
             owner_references: meta.owner_references.clone().unwrap_or_default(),
             template: self.template()?.clone(),
@@ -240,7 +242,7 @@ mod tests {
         Workload {
             kind: WorkloadKind::ReplicaSet,
             name: "rs".into(),
-            resource_version: None,
+            generation: None,
             annotations: BTreeMap::new(),
             owner_references: vec![OwnerReference {
                 api_version: api_version.into(),

@@ -227,10 +227,16 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                     }
                 }
                 resources.sort();
-                let (compliance, workloads) = policy::report(&validated, &desired, &|_| true, &[]);
+                let (compliance, workloads) = policy::report(
+                    &validated,
+                    &desired,
+                    &|_| true,
+                    &policy::Refusals::default(),
+                );
                 Outcome::Planned {
                     audit: !enforce,
                     conflicts: vec![],
+                    rejected: vec![],
                     compliance,
                     workloads,
                     resources,
@@ -265,6 +271,7 @@ fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
             labels,
             labelled_by_us: false,
             labelled_by: None,
+            resource_version: None,
         },
         policies: manifests
             .policies

@@ -26,6 +26,8 @@ pub mod reasons {
     pub const AUDITING: &str = "Auditing";
     /// The spec failed validation; nothing was applied.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server rejected a patch as invalid or forbidden.
+    pub const APPLY_REJECTED: &str = "ApplyRejected";
     /// Another field manager holds fields the policy wants.
     pub const FIELD_CONFLICT: &str = "FieldConflict";
     /// Every check passes.
@@ -51,6 +53,8 @@ pub enum Outcome {
         audit: bool,
         /// Conflicts reported instead of applied, as human-readable lines.
         conflicts: Vec<String>,
+        /// Patches the API server rejected, as human-readable lines.
+        rejected: Vec<String>,
         /// The compliance report.
         compliance: ComplianceStatus,
         /// Workload counts.
@@ -122,11 +126,19 @@ pub fn build(
         Outcome::Planned {
             audit,
             conflicts,
+            rejected,
             compliance,
             workloads,
             resources,
         } => {
-            let ready = if !conflicts.is_empty() {
+            let ready = if !rejected.is_empty() {
+                condition(
+                    conditions::READY,
+                    false,
+                    reasons::APPLY_REJECTED,
+                    format!("the API server rejected: {}", rejected.join("; ")),
+                )
+            } else if !conflicts.is_empty() {
                 condition(
                     conditions::READY,
                     false,
@@ -183,6 +195,35 @@ pub fn build(
     }
 }
 
+/// The previous status with only `Degraded` set to report a failed reconcile: `Ready`,
+/// compliance and `observedGeneration` keep describing what was last achieved.
+pub fn with_degraded(
+    previous: &GoREALSecurityPolicyStatus,
+    message: &str,
+    now: Timestamp,
+) -> GoREALSecurityPolicyStatus {
+    let mut next = previous.clone();
+    let earlier = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::DEGRADED);
+    let unchanged = earlier.is_some_and(|c| c.status == "True");
+    let degraded = Condition {
+        type_: conditions::DEGRADED.into(),
+        status: "True".into(),
+        reason: reasons::API_ERRORS.into(),
+        message: message.into(),
+        observed_generation: earlier.and_then(|c| c.observed_generation),
+        last_transition_time: match earlier.filter(|_| unchanged) {
+            Some(c) => c.last_transition_time.clone(),
+            None => Time(now),
+        },
+    };
+    next.conditions.retain(|c| c.type_ != conditions::DEGRADED);
+    next.conditions.push(degraded);
+    next
+}
+
 /// Conditions whose status differs between two statuses, as `(type, new status, reason)`.
 pub fn transitions<'a>(
     previous: Option<&GoREALSecurityPolicyStatus>,
@@ -222,6 +263,7 @@ mod tests {
         Outcome::Planned {
             audit: false,
             conflicts: vec![],
+            rejected: vec![],
             compliance,
             workloads: WorkloadsStatus::default(),
             resources: vec![],

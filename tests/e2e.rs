@@ -630,3 +630,173 @@ async fn two_policies_selecting_one_workload_do_not_fight() {
         "the second policy's runAsUser was not applied"
     );
 }
+
+const MIXED: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: postgres, image: "postgres:16.6-alpine"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: backup}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata: {labels: {app: backup}}
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: dump, image: "postgres:16.6-alpine"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    metadata: {labels: {app: migrate}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: run, image: "ghcr.io/goreal/api:1.8.3"}]
+"#;
+
+#[tokio::test]
+async fn stateful_sets_and_cron_jobs_are_hardened_and_jobs_only_checked() {
+    let (client, ns) = setup("kinds").await;
+    for document in MIXED.split("\n---\n") {
+        let object: DynamicObject = yaml(document);
+        let kind = object.types.as_ref().expect("types").kind.clone();
+        let (group, version) = match kind.as_str() {
+            "StatefulSet" => ("apps", "v1"),
+            _ => ("batch", "v1"),
+        };
+        let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            group, version, &kind,
+        ));
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource)
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create workload");
+    }
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+
+    let status = wait_status(
+        &client,
+        &ns,
+        "baseline",
+        "Ready with three workloads",
+        |s| {
+            condition(s, "Ready") == Some(("True", "Reconciled"))
+                && s.workloads.as_ref().is_some_and(|w| w.matched == 3)
+        },
+    )
+    .await;
+    let workloads = status.workloads.clone().expect("workloads");
+    assert_eq!(workloads.immutable, vec!["Job/migrate".to_string()]);
+    assert_eq!(workloads.hardened, 2);
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = Api::namespaced(client.clone(), &ns)
+        .get("db")
+        .await
+        .expect("sts");
+    let pod = sts.spec.template.spec.expect("pod spec");
+    assert_eq!(
+        pod.security_context.and_then(|s| s.run_as_non_root),
+        Some(true)
+    );
+    let cron: k8s_openapi::api::batch::v1::CronJob = Api::namespaced(client.clone(), &ns)
+        .get("backup")
+        .await
+        .expect("cronjob");
+    let template = cron.spec.job_template.spec.expect("job").template;
+    let container = &template.spec.expect("pod spec").containers[0];
+    let context = container
+        .security_context
+        .as_ref()
+        .expect("container context");
+    assert_eq!(context.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        check(&status, "pod.hardening-accepted").result,
+        CheckResult::Pass
+    );
+}
+
+#[tokio::test]
+async fn namespace_labels_held_by_another_manager_are_reported_once_not_retried() {
+    let (client, ns) = setup("nslabels").await;
+    let labels = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns,
+        "labels": { "pod-security.kubernetes.io/enforce": "baseline" } } });
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::apply("platform-gitops"),
+            &Patch::Apply(&labels),
+        )
+        .await
+        .expect("label as another manager");
+    create_deployment(&client, &ns, INSECURE).await;
+    let operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+
+    let status = wait_status(&client, &ns, "baseline", "namespace conflict", |s| {
+        condition(s, "Ready") == Some(("False", "FieldConflict"))
+    })
+    .await;
+    assert!(
+        check(&status, "pod.field-ownership")
+            .message
+            .contains("platform-gitops")
+    );
+    assert!(
+        is_hardened(&deployment(&client, &ns, "insecure").await),
+        "workloads still applied"
+    );
+    operator.reconcile_all_and_wait().await;
+    operator.take_writes();
+    operator.reconcile_all_and_wait().await;
+    assert_eq!(operator.take_writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn workload_status_updates_do_not_retry_a_refused_apply() {
+    let (client, ns) = setup("churn").await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
+    owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
+    api.patch(
+        "insecure",
+        &PatchParams::apply("gitops-tool"),
+        &Patch::Apply(&owned),
+    )
+    .await
+    .expect("apply as gitops-tool");
+    let operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+    wait_status(&client, &ns, "baseline", "conflict", |s| {
+        condition(s, "Ready") == Some(("False", "FieldConflict"))
+    })
+    .await;
+    operator.reconcile_all_and_wait().await;
+    operator.take_writes();
+
+    // What the Deployment controller does during a rollout: status changes, spec does not.
+    for observed in 1..=3 {
+        let status = json!({ "status": { "observedGeneration": observed, "replicas": observed } });
+        api.patch_status("insecure", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .expect("status update");
+    }
+    operator.reconcile_all_and_wait().await;
+    let writes = operator.take_writes();
+    assert!(
+        !writes.iter().any(|w| w.contains("/deployments/")),
+        "{writes:?}"
+    );
+}

@@ -21,14 +21,14 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
+use crate::apply::ApplyOutcome;
 use crate::crd::GoREALSecurityPolicy;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::observed::{Workload, WorkloadResource};
-use crate::policy::Conflict;
 
 pub use reconcile::reconcile;
 
@@ -82,13 +82,14 @@ impl WorkloadStores {
     }
 }
 
-/// A conflict remembered per workload so that an unchanged world is not retried in a loop.
+/// A refused apply, remembered per object so that an unchanged world is not retried in a loop:
+/// the same body against the same object version (and force setting) meets the same refusal.
 #[derive(Clone, Debug)]
-pub(crate) struct RememberedConflict {
-    resource_version: Option<String>,
+pub(crate) struct RememberedRefusal {
+    version: Option<String>,
     body: serde_json::Value,
     force: bool,
-    conflict: Conflict,
+    outcome: ApplyOutcome,
 }
 
 /// State shared by every reconcile.
@@ -103,7 +104,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Metrics,
-    conflicts: Mutex<HashMap<String, RememberedConflict>>,
+    refusals: Mutex<HashMap<String, RememberedRefusal>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -164,7 +165,9 @@ fn policies_for<K: WorkloadResource>(
     policies: &Store<GoREALSecurityPolicy>,
     object: &K,
 ) -> Vec<ObjectRef<GoREALSecurityPolicy>> {
-    let Some(workload) = object.to_workload() else {
+    // A Deployment's ReplicaSets and a CronJob's Jobs copy its labels; their events (rollouts,
+    // scaling) are not the policy's business.
+    let Some(workload) = object.to_workload().filter(|w| !w.is_built_in_child()) else {
         return Vec::new();
     };
     let namespace = object.object_meta().namespace.clone();
@@ -238,7 +241,7 @@ pub async fn run(
         workloads: workloads.clone(),
         policies: policies.clone(),
         metrics,
-        conflicts: Mutex::new(HashMap::new()),
+        refusals: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
     });
     let readiness = {
@@ -272,11 +275,15 @@ fn error_policy(policy: Arc<GoREALSecurityPolicy>, error: &Error, ctx: Arc<Conte
         policy.namespace().unwrap_or_default(),
         policy.name_any()
     );
-    let attempts = ctx.failures.try_lock().map_or(1, |mut failures| {
+    let attempts = {
+        let mut failures = ctx
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = failures.entry(key).or_insert(0);
         *count = count.saturating_add(1);
         *count
-    });
+    };
     tracing::warn!(
         policy = %policy.name_any(),
         category = error.category(),

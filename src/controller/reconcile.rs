@@ -10,17 +10,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{Instrument, info_span};
 
-use super::{Context, RememberedConflict};
+use super::{Context, RememberedRefusal};
 use crate::apply::{self, ApplyOutcome};
 use crate::crd::{GoREALSecurityPolicy, GoREALSecurityPolicyStatus, Mode, ResourceRef};
 use crate::error::Error;
 use crate::model::{self, ValidatedPolicy};
 use crate::names;
 use crate::observed::{NamespaceState, Observed};
-use crate::policy::{self, Conflict, Desired};
+use crate::policy::{self, Conflict, Desired, NamespacePlan, Refusals, Rejection};
 use crate::status::{self, Outcome, conditions, reasons};
 
 /// Safety net: re-check every policy this often even without events.
@@ -55,7 +55,7 @@ pub async fn reconcile(
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.failures.lock().await.remove(&failure_key);
+        lock(&ctx.failures).remove(&failure_key);
     }
     result
 }
@@ -88,6 +88,7 @@ async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed
             name: namespace.clone(),
             labels: live.labels().clone(),
             labelled_by_us,
+            resource_version: live.resource_version(),
             labelled_by: live
                 .annotations()
                 .get(names::NAMESPACE_LABELLED_BY_ANNOTATION)
@@ -104,70 +105,66 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
         Ok(validated) => validated,
         Err(problems) => {
             let outcome = Outcome::Invalid(model::describe(&problems));
-            write_status(policy, ctx, &outcome, None).await?;
+            write_status(policy, ctx, &outcome).await?;
             return Ok(Action::await_change());
         }
     };
     let desired = info_span!("plan").in_scope(|| policy::plan(&validated, &observed));
     let applied = match validated.mode {
+        Mode::Audit => Applied::default(),
         Mode::Enforce => {
-            match apply_desired(&validated, &desired, &observed, ctx)
+            let result = apply_desired(&validated, &desired, &observed, ctx)
                 .instrument(info_span!("apply"))
-                .await
-            {
+                .await;
+            match result {
                 Ok(applied) => applied,
                 Err(error) => {
-                    // Transient or not, Ready keeps its last value: only Degraded reports it.
-                    let degraded = format!("{}: {error}", error.category());
+                    // Ready and compliance keep describing what was last achieved; only
+                    // Degraded reports the failure, with a message that quotes nothing the
+                    // API server returned.
                     if let Some(previous) = &policy.status {
-                        let outcome = previous_outcome(previous);
-                        let _ = write_status(policy, ctx, &outcome, Some(&degraded)).await;
+                        let message = format!(
+                            "retrying after {} errors from the API server",
+                            error.category()
+                        );
+                        let next =
+                            status::with_degraded(previous, &message, jiff::Timestamp::now());
+                        let _ = patch_status(policy, ctx, previous.into(), &next).await;
                     }
                     return Err(error);
                 }
             }
         }
-        Mode::Audit => Applied::default(),
     };
     let in_effect = |reference: &str| !applied.not_in_effect.iter().any(|r| r == reference);
     let (compliance, workloads) =
-        policy::report(&validated, &desired, &in_effect, &applied.conflicts);
+        policy::report(&validated, &desired, &in_effect, &applied.refusals);
     ctx.metrics
         .compliance_score
         .with_label_values(&[validated.namespace.as_str(), validated.name.as_str()])
         .set(i64::from(compliance.score));
     let outcome = Outcome::Planned {
         audit: validated.mode == Mode::Audit,
-        conflicts: applied.conflicts.iter().map(describe_conflict).collect(),
+        conflicts: applied
+            .refusals
+            .conflicts
+            .iter()
+            .map(describe_conflict)
+            .collect(),
+        rejected: applied
+            .refusals
+            .rejections
+            .iter()
+            .map(describe_rejection)
+            .collect(),
         compliance,
         workloads,
         resources: applied.resources,
     };
-    write_status(policy, ctx, &outcome, None)
+    write_status(policy, ctx, &outcome)
         .instrument(info_span!("status"))
         .await?;
     Ok(Action::requeue(RESYNC))
-}
-
-/// Rebuilds the outcome a previous status described, to change only its Degraded condition.
-fn previous_outcome(previous: &GoREALSecurityPolicyStatus) -> Outcome {
-    let ready = previous
-        .conditions
-        .iter()
-        .find(|c| c.type_ == conditions::READY);
-    match ready {
-        Some(c) if c.reason == reasons::INVALID_SPEC => Outcome::Invalid(c.message.clone()),
-        _ => Outcome::Planned {
-            audit: ready.is_some_and(|c| c.reason == reasons::AUDITING),
-            conflicts: ready
-                .filter(|c| c.reason == reasons::FIELD_CONFLICT)
-                .map(|c| vec![c.message.clone()])
-                .unwrap_or_default(),
-            compliance: previous.compliance.clone().unwrap_or_default(),
-            workloads: previous.workloads.clone().unwrap_or_default(),
-            resources: previous.resources.clone(),
-        },
-    }
 }
 
 fn describe_conflict(conflict: &Conflict) -> String {
@@ -178,16 +175,132 @@ fn describe_conflict(conflict: &Conflict) -> String {
     )
 }
 
+fn describe_rejection(rejection: &Rejection) -> String {
+    format!(
+        "{} ({} {})",
+        rejection.object, rejection.code, rejection.reason
+    )
+}
+
 /// What the apply step achieved.
 #[derive(Default)]
 struct Applied {
-    conflicts: Vec<Conflict>,
+    refusals: Refusals,
     not_in_effect: Vec<String>,
     resources: Vec<ResourceRef>,
 }
 
+impl Applied {
+    /// Records one object's outcome; refusals are published as events the first time.
+    async fn record(
+        &mut self,
+        ctx: &Context,
+        policy: &ValidatedPolicy,
+        outcome: Recalled,
+        written: ResourceRef,
+    ) {
+        let object = format!("{}/{}", written.kind, written.name);
+        match outcome.outcome {
+            ApplyOutcome::Unchanged | ApplyOutcome::Applied => self.resources.push(written),
+            ApplyOutcome::Conflict(conflict) => {
+                if outcome.new {
+                    ctx.metrics
+                        .conflicts
+                        .with_label_values(&[written.kind.as_str()])
+                        .inc();
+                    let note = describe_conflict(&conflict);
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Warning,
+                        reasons::FIELD_CONFLICT,
+                        &note,
+                    )
+                    .await;
+                }
+                self.not_in_effect.push(object);
+                self.refusals.conflicts.push(conflict);
+            }
+            ApplyOutcome::Rejected(rejection) => {
+                if outcome.new {
+                    let note = describe_rejection(&rejection);
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Warning,
+                        reasons::APPLY_REJECTED,
+                        &note,
+                    )
+                    .await;
+                }
+                self.not_in_effect.push(object);
+                self.refusals.rejections.push(rejection);
+            }
+        }
+    }
+}
+
+/// An apply outcome and whether it is news (not the same refusal as last time).
+struct Recalled {
+    outcome: ApplyOutcome,
+    new: bool,
+}
+
+/// Applies `body` unless the same body against the same object version was refused before, in
+/// which case the remembered refusal is returned without a request.
+async fn apply_remembered<F>(
+    ctx: &Context,
+    key: String,
+    version: Option<String>,
+    body: &Value,
+    force: bool,
+    apply: F,
+) -> Result<Recalled, Error>
+where
+    F: std::future::Future<Output = Result<ApplyOutcome, Error>>,
+{
+    let remembered = lock(&ctx.refusals)
+        .get(&key)
+        .filter(|r| r.version == version && r.body == *body && r.force == force)
+        .map(|r| r.outcome.clone());
+    if let Some(outcome) = remembered {
+        return Ok(Recalled {
+            outcome,
+            new: false,
+        });
+    }
+    let outcome = apply.await?;
+    let mut refusals = lock(&ctx.refusals);
+    let new = match &outcome {
+        ApplyOutcome::Conflict(_) | ApplyOutcome::Rejected(_) => {
+            let previous = refusals.insert(
+                key,
+                RememberedRefusal {
+                    version,
+                    body: body.clone(),
+                    force,
+                    outcome: outcome.clone(),
+                },
+            );
+            previous.is_none_or(|p| p.outcome != outcome)
+        }
+        ApplyOutcome::Applied | ApplyOutcome::Unchanged => {
+            refusals.remove(&key);
+            false
+        }
+    };
+    Ok(Recalled { outcome, new })
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Writes in a deliberate order: workloads first, so that no pod of an unhardened workload is
-/// refused by Pod Security Admission; then releases; the namespace labels last.
+/// refused by Pod Security Admission; then releases; the namespace labels last. A refusal of
+/// one object is reported and the others are still applied.
 async fn apply_desired(
     policy: &ValidatedPolicy,
     desired: &Desired,
@@ -203,114 +316,95 @@ async fn apply_desired(
     } = desired;
     let mut applied = Applied::default();
     for patch in workload_patches {
-        let key = format!("{}/{}", policy.namespace, patch.target.reference());
-        let live = observed
+        // Keyed on the generation: status updates (rollouts, scaling) do not change the spec and
+        // must not bring a refused apply back.
+        let generation = observed
             .workloads
             .iter()
-            .find(|w| w.kind == patch.target.kind && w.name == patch.target.name);
-        let resource_version = live.and_then(|w| w.resource_version.clone());
-        let remembered = ctx.conflicts.lock().await.get(&key).cloned().filter(|r| {
-            r.resource_version == resource_version
-                && r.body == patch.body
-                && r.force == policy.force
-        });
-        let outcome = match remembered {
-            Some(remembered) => ApplyOutcome::Conflict(remembered.conflict),
-            None => {
-                apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force).await?
-            }
-        };
-        match outcome {
-            ApplyOutcome::Unchanged => {}
-            ApplyOutcome::Applied => {
-                ctx.metrics
-                    .applied_objects
-                    .with_label_values(&[patch.target.kind.as_str()])
-                    .inc();
-            }
-            ApplyOutcome::Conflict(conflict) => {
-                let mut conflicts = ctx.conflicts.lock().await;
-                if !conflicts.contains_key(&key)
-                    || conflicts.get(&key).is_some_and(|r| {
-                        r.resource_version != resource_version || r.body != patch.body
-                    })
-                {
-                    ctx.metrics
-                        .conflicts
-                        .with_label_values(&[patch.target.kind.as_str()])
-                        .inc();
-                    publish(
-                        ctx,
-                        policy,
-                        EventType::Warning,
-                        reasons::FIELD_CONFLICT,
-                        &describe_conflict(&conflict),
-                    )
-                    .await;
-                }
-                conflicts.insert(
-                    key.clone(),
-                    RememberedConflict {
-                        resource_version,
-                        body: patch.body.clone(),
-                        force: policy.force,
-                        conflict: conflict.clone(),
-                    },
-                );
-                applied.not_in_effect.push(patch.target.reference());
-                applied.conflicts.push(conflict);
-                continue;
-            }
+            .find(|w| w.kind == patch.target.kind && w.name == patch.target.name)
+            .and_then(|w| w.generation)
+            .map(|g| g.to_string());
+        let key = format!(
+            "{}/{}/{}",
+            policy.namespace,
+            policy.name,
+            patch.target.reference()
+        );
+        let apply = apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force);
+        let outcome =
+            apply_remembered(ctx, key, generation, &patch.body, policy.force, apply).await?;
+        if outcome.outcome == ApplyOutcome::Applied {
+            ctx.metrics
+                .applied_objects
+                .with_label_values(&[patch.target.kind.as_str()])
+                .inc();
         }
-        ctx.conflicts.lock().await.remove(&key);
-        applied.resources.push(ResourceRef {
+        let written = ResourceRef {
             api_version: patch.target.kind.api_version().into(),
             kind: patch.target.kind.as_str().into(),
             name: patch.target.name.clone(),
-        });
+        };
+        applied.record(ctx, policy, outcome, written).await;
     }
     for target in workload_releases {
         apply::release_workload(&ctx.client, &policy.namespace, target).await?;
     }
-    let outcome = apply::apply_namespace(
-        &ctx.client,
-        &observed.namespace,
-        namespace_plan,
-        &policy.name,
-        policy.force,
-    )
-    .await?;
-    match outcome {
-        ApplyOutcome::Conflict(conflict) => applied.conflicts.push(conflict),
-        _ if matches!(namespace_plan, policy::NamespacePlan::Apply(_)) => {
-            applied.resources.push(ResourceRef {
+    let namespace = &observed.namespace;
+    if let Some(body) = apply::namespace_write(namespace, namespace_plan, &policy.name) {
+        let key = format!("{}/{}/Namespace", policy.namespace, policy.name);
+        let apply = apply::apply_namespace(&ctx.client, &namespace.name, &body, policy.force);
+        let version = namespace.resource_version.clone();
+        let outcome = apply_remembered(ctx, key, version, &body, policy.force, apply).await?;
+        if outcome.outcome == ApplyOutcome::Applied {
+            ctx.metrics
+                .applied_objects
+                .with_label_values(&["Namespace"])
+                .inc();
+        }
+        if matches!(namespace_plan, NamespacePlan::Apply(_)) {
+            let written = ResourceRef {
                 api_version: "v1".into(),
                 kind: "Namespace".into(),
-                name: policy.namespace.clone(),
-            })
+                name: namespace.name.clone(),
+            };
+            applied.record(ctx, policy, outcome, written).await;
         }
-        _ => {}
+    } else if matches!(namespace_plan, NamespacePlan::Apply(_)) {
+        applied.resources.push(ResourceRef {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            name: namespace.name.clone(),
+        });
     }
     applied.resources.sort();
     Ok(applied)
 }
 
-/// Patches the status only when it differs, and publishes an event per condition transition.
+/// Builds the status from an outcome and patches it when it differs; an event per condition
+/// transition.
 async fn write_status(
     policy: &GoREALSecurityPolicy,
     ctx: &Context,
     outcome: &Outcome,
-    degraded: Option<&str>,
 ) -> Result<(), Error> {
     let previous = policy.status.as_ref();
     let next = status::build(
         previous,
         policy.metadata.generation,
         outcome,
-        degraded,
+        None,
         jiff::Timestamp::now(),
     );
-    if previous == Some(&next) {
+    patch_status(policy, ctx, previous, &next).await
+}
+
+async fn patch_status(
+    policy: &GoREALSecurityPolicy,
+    ctx: &Context,
+    previous: Option<&GoREALSecurityPolicyStatus>,
+    next: &GoREALSecurityPolicyStatus,
+) -> Result<(), Error> {
+    if previous == Some(next) {
         return Ok(());
     }
     let api: Api<GoREALSecurityPolicy> =
@@ -324,7 +418,7 @@ async fn write_status(
     let params = PatchParams::apply(names::FIELD_MANAGER).force();
     api.patch_status(&policy.name_any(), &params, &Patch::Apply(&body))
         .await?;
-    for condition in status::transitions(previous, &next) {
+    for condition in status::transitions(previous, next) {
         let type_ = match (condition.type_.as_str(), condition.status.as_str()) {
             (conditions::DEGRADED, "False") | (_, "True") => EventType::Normal,
             _ => EventType::Warning,
@@ -379,8 +473,12 @@ async fn send(
     reason: &str,
     note: &str,
 ) {
-    // Event notes stay under 1 KiB.
-    let note: String = note.chars().take(1000).collect();
+    // Event notes stay under 1 KiB (bytes), cut at a character boundary.
+    let mut end = note.len().min(1024);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    let note = note[..end].to_string();
     let event = Event {
         type_,
         reason: reason.into(),
@@ -399,7 +497,10 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
     for workload in ctx.workloads.in_namespace(&namespace) {
-        if workload.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&name) {
+        // Child ReplicaSets inherit the mark from their Deployment but were never patched.
+        if !workload.is_built_in_child()
+            && workload.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&name)
+        {
             let target = policy::WorkloadTarget {
                 kind: workload.kind,
                 name: workload.name.clone(),
@@ -409,16 +510,16 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
     }
     let observed = gather(policy, ctx).await?;
     if observed.namespace.labelled_by.as_deref() == Some(name.as_str()) {
-        let plan = policy::NamespacePlan::Release;
-        apply::apply_namespace(&ctx.client, &observed.namespace, &plan, &name, false).await?;
+        let plan = NamespacePlan::Release;
+        if let Some(body) = apply::namespace_write(&observed.namespace, &plan, &name) {
+            apply::apply_namespace(&ctx.client, &namespace, &body, false).await?;
+        }
     }
     let _ = ctx
         .metrics
         .compliance_score
         .remove_label_values(&[namespace.as_str(), name.as_str()]);
-    ctx.conflicts
-        .lock()
-        .await
-        .retain(|key, _| !key.starts_with(&format!("{namespace}/")));
+    let prefix = format!("{namespace}/{name}/");
+    lock(&ctx.refusals).retain(|key, _| !key.starts_with(&prefix));
     Ok(Action::await_change())
 }

@@ -13,7 +13,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use super::{Context, WorkloadStores, error_policy, reconcile};
 use crate::crd::GoREALSecurityPolicy;
@@ -79,7 +79,7 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         workloads,
         policies: reflector::store().0,
         metrics: Metrics::new().expect("metrics"),
-        conflicts: Mutex::new(HashMap::new()),
+        refusals: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
     })
 }
@@ -214,17 +214,80 @@ async fn transient_failures_back_off_exponentially_up_to_a_cap() {
 }
 
 #[tokio::test]
-async fn permission_errors_are_not_transient() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+async fn a_rejected_patch_is_reported_for_its_object_without_quoting_the_server() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = context(service);
-    let server = tokio::spawn(serve_failing_apply(
-        handle,
-        (403, "Forbidden", "deployments.apps is forbidden"),
-    ));
-    let error = reconcile(Arc::new(policy()), ctx)
+    let server = tokio::spawn(async move {
+        let (mut status, mut notes) = (Value::Null, Vec::new());
+        while let Some((request, send)) = handle.next_request().await {
+            let path = request.uri().path().to_string();
+            let body = body_of(request).await;
+            let response = if path.ends_with("/deployments/web") {
+                let message = "deployments.apps \"web\" is forbidden: env PASSWORD=hunter2";
+                respond(StatusCode::FORBIDDEN, &api_error(403, "Forbidden", message))
+            } else if path.contains("/events") {
+                notes.push(body["note"].as_str().unwrap_or_default().to_string());
+                respond(StatusCode::CREATED, &body)
+            } else if path.ends_with("/status") {
+                status = body;
+                respond(
+                    StatusCode::OK,
+                    &serde_json::to_value(policy()).expect("json"),
+                )
+            } else {
+                assert!(
+                    path.starts_with("/api/v1/namespaces/shop"),
+                    "unexpected {path}"
+                );
+                respond(
+                    StatusCode::OK,
+                    &json!({
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "shop" } }),
+                )
+            };
+            send.send_response(response);
+        }
+        (status, notes)
+    });
+    reconcile(Arc::new(policy()), ctx)
         .await
-        .expect_err("apply failed");
-    assert_eq!(error.category(), "forbidden");
-    assert!(!error.is_transient());
-    server.await.expect("mock server");
+        .expect("a refused object does not fail the reconcile");
+    let (status, notes) = server.await.expect("mock server");
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ApplyRejected"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Deployment/web (403 Forbidden)")),
+        "{ready}"
+    );
+    let checks = status["status"]["compliance"]["checks"]
+        .as_array()
+        .expect("checks");
+    let accepted = checks
+        .iter()
+        .find(|c| c["id"] == "pod.hardening-accepted")
+        .expect("check");
+    assert_eq!(accepted["result"], "Fail");
+    assert!(
+        notes.iter().any(|n| n.contains("Deployment/web")),
+        "{notes:?}"
+    );
+    assert!(!status.to_string().contains("hunter2"));
+    assert!(notes.iter().all(|n| !n.contains("hunter2")), "{notes:?}");
+}
+
+#[test]
+fn api_errors_display_without_the_servers_message() {
+    let error = crate::error::Error::Kube(kube::Error::Api(
+        serde_json::from_value(api_error(422, "Invalid", "env[0].value: \"hunter2\""))
+            .expect("status"),
+    ));
+    assert_eq!(
+        error.to_string(),
+        "kubernetes API request failed: 422 Invalid"
+    );
 }

@@ -131,7 +131,9 @@ pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
             .exemptions
             .iter()
             .any(|e| e.workload == workload.name && e.container.is_none() && e.checks.is_empty());
-        let patch = (!unmanaged && !whole_exempt)
+        // A Job's pod template cannot change once created: it is checked, never patched.
+        let immutable = workload.kind == WorkloadKind::Job;
+        let patch = (!unmanaged && !whole_exempt && !immutable)
             .then(|| pod_security::harden(workload, settings))
             .flatten();
         let hardened = patch
@@ -253,6 +255,27 @@ fn digest(value: &Value) -> String {
         .collect()
 }
 
+/// What the API server refused while applying; everything else planned is in effect.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Field conflicts with other managers.
+    pub conflicts: Vec<Conflict>,
+    /// Patches the API server rejected as invalid or forbidden.
+    pub rejections: Vec<Rejection>,
+}
+
+/// A patch the API server rejected. Only the status code and reason are kept: the server's
+/// message can quote the object, environment values included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `Kind/name` of the object.
+    pub object: String,
+    /// HTTP status code.
+    pub code: u16,
+    /// The API server's reason, such as `Invalid` or `Forbidden`.
+    pub reason: String,
+}
+
 /// A field conflict with another field manager, found while applying.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conflict {
@@ -271,7 +294,7 @@ pub fn report(
     policy: &ValidatedPolicy,
     desired: &Desired,
     applied: &dyn Fn(&str) -> bool,
-    conflicts: &[Conflict],
+    refusals: &Refusals,
 ) -> (ComplianceStatus, WorkloadsStatus) {
     let Some(settings) = &policy.pod_security else {
         return (compliance::report(&[], &[]), WorkloadsStatus::default());
@@ -297,6 +320,8 @@ pub fn report(
         }
         if selected.unmanaged {
             workloads.unmanaged.push(reference);
+        } else if selected.workload.kind == WorkloadKind::Job {
+            workloads.immutable.push(reference);
         }
         evaluations.extend(found);
     }
@@ -320,7 +345,8 @@ pub fn report(
         evaluations.push(if policy.mode == Mode::Audit {
             Evaluation::skipped(compliance::FIELD_OWNERSHIP, "Audit mode applies nothing")
         } else {
-            let held = conflicts
+            let held = refusals
+                .conflicts
                 .iter()
                 .filter(|c| c.object == object)
                 .map(|conflict| Violation {
@@ -342,6 +368,20 @@ pub fn report(
                     exempt: None,
                 });
             Evaluation::of(compliance::FIELD_OWNERSHIP, held.chain(elsewhere).collect())
+        });
+        evaluations.push(if policy.mode == Mode::Audit {
+            Evaluation::skipped(compliance::PATCH_ACCEPTED, "Audit mode applies nothing")
+        } else {
+            let rejected = refusals
+                .rejections
+                .iter()
+                .filter(|r| r.object == object)
+                .map(|r| Violation {
+                    object: r.object.clone(),
+                    detail: format!("patch rejected by the API server ({} {})", r.code, r.reason),
+                    exempt: None,
+                });
+            Evaluation::of(compliance::PATCH_ACCEPTED, rejected.collect())
         });
     }
     (

@@ -46,7 +46,10 @@ pub fn exemption<'a>(
 pub fn harden(workload: &Workload, settings: &PodSecuritySettings) -> Option<Value> {
     let spec = workload.template.spec.as_ref()?;
     let windows = is_windows(spec);
-    let exempt = |check: &str| exemption(settings, &workload.name, None, check).is_some();
+    let exempt = |check: &str| {
+        exemption(settings, &workload.name, None, check).is_some()
+            || kept_by_annotation(&workload.template, check)
+    };
     let mut pod = Map::new();
 
     let mut pod_context = Map::new();
@@ -131,6 +134,24 @@ fn seccomp_profile(settings: &PodSecuritySettings) -> Value {
     }
 }
 
+/// Profiles set through the legacy annotations must match the fields, so the API server refuses
+/// a field of ours next to them: the workload's own annotation wins.
+fn kept_by_annotation(template: &PodTemplateSpec, check: &str) -> bool {
+    let prefixes: &[&str] = match check {
+        c::SECCOMP_PROFILE => &[
+            "seccomp.security.alpha.kubernetes.io/",
+            "container.seccomp.security.alpha.kubernetes.io/",
+        ],
+        c::APPARMOR_PROFILE => &["container.apparmor.security.beta.kubernetes.io/"],
+        _ => return false,
+    };
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref());
+    annotations.is_some_and(|a| a.keys().any(|k| prefixes.iter().any(|p| k.starts_with(p))))
+}
+
 /// A profile as JSON, in the shape the patch writes.
 fn profile_json(type_: &str, localhost_profile: Option<&String>) -> Value {
     match localhost_profile {
@@ -168,8 +189,10 @@ fn harden_container(
     windows: bool,
     used_volumes: &mut BTreeSet<String>,
 ) -> Option<Value> {
-    let exempt =
-        |check: &str| exemption(settings, &workload.name, Some(&container.name), check).is_some();
+    let exempt = |check: &str| {
+        exemption(settings, &workload.name, Some(&container.name), check).is_some()
+            || kept_by_annotation(&workload.template, check)
+    };
     let own = container.security_context.clone().unwrap_or_default();
     let mut context = Map::new();
     if own.run_as_non_root.is_some() && settings.run_as_non_root && !exempt(c::RUN_AS_NON_ROOT) {
@@ -177,8 +200,21 @@ fn harden_container(
     }
     let mut mounts = Vec::new();
     if !windows {
-        // A policy that allows escalation leaves the field to the workload.
-        if !settings.allow_privilege_escalation && !exempt(c::ALLOW_PRIVILEGE_ESCALATION) {
+        // A policy that allows escalation leaves the field to the workload. The API server
+        // refuses `allowPrivilegeEscalation: false` next to a privileged container or an added
+        // SYS_ADMIN, which an exemption may keep.
+        let stays_privileged = own.privileged == Some(true) && exempt(c::PRIVILEGED);
+        let keeps_sys_admin = exempt(c::CAPABILITIES_ADD)
+            && own
+                .capabilities
+                .iter()
+                .flat_map(|caps| caps.add.iter().flatten())
+                .any(|cap| cap == "SYS_ADMIN" || cap == "CAP_SYS_ADMIN");
+        if !settings.allow_privilege_escalation
+            && !exempt(c::ALLOW_PRIVILEGE_ESCALATION)
+            && !stays_privileged
+            && !keeps_sys_admin
+        {
             context.insert("allowPrivilegeEscalation".into(), json!(false));
         }
         if !exempt(c::PRIVILEGED) {

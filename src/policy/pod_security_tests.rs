@@ -13,7 +13,7 @@ use crate::crd::{CheckResult, CheckStatus, ComplianceStatus, GoREALSecurityPolic
 use crate::model::{ValidatedPolicy, validate, writable_volume_name};
 use crate::names;
 use crate::observed::{Observed, WorkloadResource};
-use crate::policy::{Desired, NamespacePlan, plan, report};
+use crate::policy::{Desired, NamespacePlan, Refusals, plan, report};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -851,7 +851,7 @@ fn an_exempt_workload_gets_no_patch_and_its_violations_are_exempt() {
     // Hardened by this policy before the exemption: its fields are released.
     assert_eq!(released(&desired), ["Deployment/legacy"]);
 
-    let (status, workloads) = report(&policy, &desired, &|_| true, &[]);
+    let (status, workloads) = report(&policy, &desired, &|_| true, &Refusals::default());
     let privileged = check(&status, c::PRIVILEGED);
     assert_eq!(privileged.result, CheckResult::Pass);
     assert_eq!(
@@ -1002,7 +1002,7 @@ fn a_workload_controlled_by_another_operator_is_checked_but_not_patched() {
     assert_eq!(desired.selected.len(), 1);
     assert!(desired.selected[0].unmanaged && desired.selected[0].hardened.is_none());
 
-    let (status, workloads) = report(&policy, &desired, &|_| true, &[]);
+    let (status, workloads) = report(&policy, &desired, &|_| true, &Refusals::default());
     assert_eq!(workloads.unmanaged, ["Deployment/web"]);
     assert_eq!((workloads.matched, workloads.failing), (1, 1));
     assert_eq!(check(&status, c::PRIVILEGED).result, CheckResult::Pass);
@@ -1085,9 +1085,9 @@ fn a_workload_created_before_the_policy_is_patched_until_the_patch_is_applied() 
 fn report_judges_the_hardened_template_only_once_applied() {
     let policy = policy(FULL);
     let desired = plan(&policy, &observed(vec![deployment("web", PLAIN)]));
-    let (applied, _) = report(&policy, &desired, &|_| true, &[]);
+    let (applied, _) = report(&policy, &desired, &|_| true, &Refusals::default());
     assert_eq!(applied.failed, 0, "{applied:?}");
-    let (pending, workloads) = report(&policy, &desired, &|_| false, &[]);
+    let (pending, workloads) = report(&policy, &desired, &|_| false, &Refusals::default());
     assert_eq!(check(&pending, c::PRIVILEGED).result, CheckResult::Pass);
     assert_eq!(
         check(&pending, c::SECCOMP_PROFILE).result,
@@ -1171,7 +1171,7 @@ fn a_second_policy_leaves_namespace_labels_and_workloads_of_the_first_alone() {
         .map(|(o, _)| o.as_str())
         .collect();
     assert_eq!(elsewhere, ["Deployment/web", "Namespace/shop"]);
-    let (compliance, _) = report(&policy(""), &desired, &|_| true, &[]);
+    let (compliance, _) = report(&policy(""), &desired, &|_| true, &Refusals::default());
     let ownership = compliance
         .checks
         .iter()
@@ -1256,4 +1256,75 @@ fn volume_limit_changes_are_still_seen(hardened: &PodTemplateSpec) {
         k8s_openapi::apimachinery::pkg::api::resource::Quantity("2Gi".into()),
     );
     assert!(!same_template(hardened, &other));
+}
+
+#[test]
+fn a_legacy_profile_annotation_keeps_the_workloads_own_profile() {
+    let mut workload = deployment("web", PLAIN);
+    let annotations = BTreeMap::from([(
+        "container.apparmor.security.beta.kubernetes.io/app".to_string(),
+        "localhost/app".to_string(),
+    )]);
+    workload
+        .template
+        .metadata
+        .get_or_insert_default()
+        .annotations = Some(annotations);
+    let patched = patch(
+        &workload,
+        &settings("appArmorProfile: {type: RuntimeDefault}"),
+    );
+    let pod = &patched["spec"]["securityContext"];
+    assert!(pod.get("appArmorProfile").is_none(), "{pod}");
+    assert!(
+        pod.get("seccompProfile").is_some(),
+        "seccomp is still ours: {pod}"
+    );
+}
+
+#[test]
+fn escalation_is_left_alone_where_an_exemption_keeps_a_container_privileged() {
+    let workload = deployment(
+        "cni",
+        "
+containers:
+  - name: agent
+    image: cni/agent:1.0
+    securityContext: {privileged: true}
+",
+    );
+    let exempt = settings(
+        "level: baseline\nexemptions: [{workload: cni, checks: [pod.privileged], reason: node agent}]",
+    );
+    let patched = patch(&workload, &exempt);
+    let agent = entry(&patched, "containers", "agent").expect("patched");
+    assert!(
+        agent["securityContext"]
+            .get("allowPrivilegeEscalation")
+            .is_none(),
+        "{agent}"
+    );
+    assert!(
+        agent["securityContext"].get("privileged").is_none(),
+        "{agent}"
+    );
+}
+
+#[test]
+fn jobs_are_checked_but_never_patched() {
+    let job: k8s_openapi::api::batch::v1::Job = serde_saphyr::from_str(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: shop}\nspec:\n  template:\n    metadata: {labels: {app: shop}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: run, image: shop/task:1}]\n",
+    )
+    .expect("job");
+    let workload = job.to_workload().expect("workload");
+    let desired = plan(&policy(""), &observed(vec![workload]));
+    assert!(desired.workload_patches.is_empty());
+    let (compliance, workloads) = report(&policy(""), &desired, &|_| true, &Refusals::default());
+    assert_eq!(workloads.immutable, vec!["Job/once".to_string()]);
+    let non_root = compliance
+        .checks
+        .iter()
+        .find(|c| c.id == c::RUN_AS_NON_ROOT)
+        .expect("check");
+    assert_eq!(non_root.result, CheckResult::Fail);
 }
