@@ -383,50 +383,60 @@ fn is_capability_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_uppercase() || c == '_')
 }
 
-/// The numeric value of a Kubernetes quantity in the forms used for sizes: a decimal number
-/// with an optional binary (Ki..Ei) or decimal (m, k, M..E) suffix, or a decimal exponent.
-/// `None` when the text is not such a quantity.
-pub fn quantity_value(value: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-        ("m", 1e-3),
+/// The exact value of a Kubernetes quantity in the forms used for sizes (a decimal number with
+/// an optional binary Ki..Ei or decimal m, k, M..E suffix, or a decimal exponent), as
+/// `(digits, exponent)` meaning digits × 10^exponent with no trailing zeros in `digits`: equal
+/// quantities in any notation give equal keys. `None` when the text is not such a quantity.
+pub fn quantity_value(value: &str) -> Option<(i128, i32)> {
+    const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    const DECIMAL: [(&str, i32); 7] = [
+        ("m", -3),
+        ("k", 3),
+        ("M", 6),
+        ("G", 9),
+        ("T", 12),
+        ("P", 15),
+        ("E", 18),
     ];
-    let suffixed = SUFFIXES
+    let (mut number, mut power_of_two, mut exponent) = (value, 0u32, 0i32);
+    if let Some((i, rest)) = BINARY
         .iter()
-        .find_map(|(s, f)| value.strip_suffix(s).map(|n| (n, *f)));
-    let (number, scale) = if let Some(found) = suffixed {
-        found
-    } else if let Some((mantissa, exponent)) = value.split_once(['e', 'E']) {
-        let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        .enumerate()
+        .find_map(|(i, s)| value.strip_suffix(s).map(|n| (i, n)))
+    {
+        (number, power_of_two) = (rest, 10 * (u32::try_from(i).ok()? + 1));
+    } else if let Some((rest, e)) = DECIMAL
+        .iter()
+        .find_map(|(s, e)| value.strip_suffix(s).map(|n| (n, *e)))
+    {
+        (number, exponent) = (rest, e);
+    } else if let Some((mantissa, power)) = value.split_once(['e', 'E']) {
+        let digits = power.strip_prefix(['+', '-']).unwrap_or(power);
+        if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        (mantissa, 10f64.powi(exponent.parse::<i32>().ok()?))
-    } else {
-        (value, 1.0)
-    };
-    let plain_decimal = !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && number.bytes().filter(|b| *b == b'.').count() <= 1;
-    plain_decimal
-        .then(|| number.parse::<f64>().ok())
-        .flatten()
-        .map(|n| n * scale)
+        (number, exponent) = (mantissa, power.parse().ok()?);
+    }
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut mantissa: i128 = digits.parse().ok()?;
+    mantissa = mantissa.checked_mul(1i128.checked_shl(power_of_two)?)?;
+    exponent -= i32::try_from(fraction.len()).ok()?;
+    if mantissa == 0 {
+        return Some((0, 0));
+    }
+    while mantissa % 10 == 0 {
+        mantissa /= 10;
+        exponent += 1;
+    }
+    Some((mantissa, exponent))
 }
 
 fn is_positive_quantity(value: &str) -> bool {
-    quantity_value(value).is_some_and(|n| n > 0.0)
+    quantity_value(value).is_some_and(|(digits, _)| digits > 0)
 }
 
 fn parse_selector(
@@ -583,9 +593,19 @@ mod tests {
 
     #[test]
     fn quantities_in_different_notations_have_equal_values() {
-        assert_eq!(quantity_value("1Gi"), quantity_value("1024Mi"));
-        assert_eq!(quantity_value("1k"), quantity_value("1e3"));
-        assert_eq!(quantity_value("500m"), Some(0.5));
+        for (a, b) in [
+            ("1Gi", "1024Mi"),
+            ("1k", "1e3"),
+            ("0.7Gi", "751619276800m"),
+            ("1.5Gi", "1536Mi"),
+            ("2048Ki", "2Mi"),
+            ("1000k", "1M"),
+            ("0.5", "500m"),
+        ] {
+            assert_eq!(quantity_value(a), quantity_value(b), "{a} = {b}");
+            assert!(quantity_value(a).is_some());
+        }
+        assert_ne!(quantity_value("1Gi"), quantity_value("1G"));
         assert_eq!(quantity_value("lots"), None);
     }
 

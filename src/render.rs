@@ -80,9 +80,14 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .collect();
             entries.sort();
+            // Symlinked directories inside a tree are not followed, so a link loop cannot recurse.
             let nested: Vec<PathBuf> = entries
                 .into_iter()
-                .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .filter(|p| {
+                    let real_dir = p.symlink_metadata().is_ok_and(|m| m.file_type().is_dir());
+                    real_dir
+                        || (!p.is_dir() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                })
                 .collect();
             files.extend(collect_files(&nested)?);
         } else {

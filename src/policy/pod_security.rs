@@ -359,9 +359,9 @@ pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
                 .as_mut()
                 .and_then(|e| e.size_limit.as_mut());
             if let Some(limit) = limit
-                && let Some(value) = crate::model::quantity_value(&limit.0)
+                && let Some((digits, exponent)) = crate::model::quantity_value(&limit.0)
             {
-                limit.0 = format!("{value}");
+                limit.0 = format!("{digits}e{exponent}");
             }
         }
         template
