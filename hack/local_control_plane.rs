@@ -17,7 +17,6 @@ use goreal_testenv::ControlPlane;
 async fn main() {
     telemetry::init(false);
     let plane = ControlPlane::shared();
-    println!("control plane up at {}", plane.base_url());
     println!("kubeconfig: {}", plane.kubeconfig_path().display());
     let kubectl = |args: &[&str]| {
         let status = plane.kubectl().args(args).status().expect("run kubectl");
@@ -34,13 +33,16 @@ async fn main() {
     let client = plane.client().await;
     let metrics = Metrics::new().expect("metrics");
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.ok();
-    if let Some(listener) = listener {
-        println!("metrics: http://127.0.0.1:8080/metrics");
-        tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+    match tokio::net::TcpListener::bind("127.0.0.1:8080").await {
+        Ok(listener) => {
+            println!("metrics: http://127.0.0.1:8080/metrics");
+            tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+        }
+        Err(error) => println!("metrics: not served, 127.0.0.1:8080 is unavailable ({error})"),
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
+        println!("stopping the operator, the API server and etcd");
     };
     let operator = tokio::spawn(controller::run(
         client.clone(),
@@ -68,8 +70,9 @@ async fn main() {
         let line = serde_saphyr::to_string(&status).unwrap_or_default();
         if line != last {
             println!("--- status of goreal/goreal-baseline ---\n{line}");
+            let kubectl = plane.kubectl().get_program().to_string_lossy().into_owned();
             println!(
-                "try: kubectl --kubeconfig {} -n goreal get gsp,deploy",
+                "try: {kubectl} --kubeconfig {} -n goreal get gsp,deploy,sts",
                 plane.kubeconfig_path().display()
             );
             println!("press Ctrl-C to stop");

@@ -174,11 +174,14 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
         .iter()
         .flat_map(|e| e.violations.iter())
         .partition(|v| v.exempt.is_some());
-    let exemptions: Vec<String> = exempt
+    // One line per exempt object, however many of its fields the exemption covers.
+    let mut exemptions: Vec<String> = exempt
         .iter()
-        .take(MAX_LISTED_OBJECTS)
         .map(|v| format!("{}: {}", v.object, v.exempt.as_deref().unwrap_or_default()))
         .collect();
+    exemptions.dedup();
+    let exempt_objects = exemptions.len();
+    exemptions.truncate(MAX_LISTED_OBJECTS);
     let (result, message) = if applicable == 0 {
         let reason = evaluations
             .iter()
@@ -188,7 +191,7 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
     } else if offending.is_empty() {
         let mut message = format!("{applicable} object(s) checked, none offending");
         if !exempt.is_empty() {
-            message.push_str(&format!("; {} exempt", exempt.len()));
+            message.push_str(&format!("; {exempt_objects} exempt"));
         }
         (CheckResult::Pass, message)
     } else {

@@ -21,12 +21,12 @@ use crate::status::{self, Outcome};
 #[derive(thiserror::Error, Debug)]
 pub enum RenderError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message already says it).
+        cause: std::io::Error,
     },
     /// The YAML did not parse.
     #[error("{path}: {message}")]
@@ -73,9 +73,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
     for path in paths {
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| RenderError::Read {
+                .map_err(|cause| RenderError::Read {
                     path: path.display().to_string(),
-                    source,
+                    cause,
                 })?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .collect();
@@ -101,9 +101,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, RenderError> {
 pub fn load(paths: &[PathBuf]) -> Result<Manifests, RenderError> {
     let mut manifests = Manifests::default();
     for file in collect_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
+        let text = std::fs::read_to_string(&file).map_err(|cause| RenderError::Read {
             path: file.display().to_string(),
-            source,
+            cause,
         })?;
         parse_into(&file, &text, &mut manifests)?;
     }
@@ -115,11 +115,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Manifests, RenderError> {
 pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<(), RenderError> {
     let path = file.display().to_string();
     // YAML 1.2 booleans only: `n`, `no` or `on` as a name must stay a string, as in kubectl.
-    let options = serde_saphyr::options! { strict_booleans: true };
+    let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
     let documents: Vec<Value> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| RenderError::Yaml {
             path: path.clone(),
-            message: e.to_string(),
+            message: e.to_string().trim_start_matches("error: ").to_string(),
         })?;
     for (i, document) in documents.into_iter().enumerate() {
         if document.is_null() {
@@ -142,8 +142,17 @@ pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<
             name: name.clone(),
             message,
         };
+        /// Decodes a document, naming the offending field's path on error.
         fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-            serde_json::from_value(value).map_err(|e| e.to_string())
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                }
+            })
         }
         fn workload<T: DeserializeOwned + WorkloadResource>(
             value: Value,

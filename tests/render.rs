@@ -85,7 +85,11 @@ fn no_policy_in_the_input_is_an_error() {
 #[test]
 fn a_symlink_loop_in_a_directory_is_not_followed() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy("examples/goreal/10-policy.yaml", dir.path().join("policy.yaml")).expect("copy");
+    std::fs::copy(
+        "examples/goreal/10-policy.yaml",
+        dir.path().join("policy.yaml"),
+    )
+    .expect("copy");
     std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).expect("symlink");
     let manifests = render::load(&[dir.path().to_path_buf()]).expect("load");
     assert_eq!(manifests.policies.len(), 1);

@@ -104,7 +104,9 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
     let validated = match model::validate(policy) {
         Ok(validated) => validated,
         Err(problems) => {
-            let outcome = Outcome::Invalid(model::describe(&problems));
+            let message = model::describe(&problems);
+            tracing::warn!(%message, "invalid policy: nothing applied");
+            let outcome = Outcome::Invalid(message);
             write_status(policy, ctx, &outcome).await?;
             return Ok(Action::await_change());
         }
@@ -204,6 +206,7 @@ impl Applied {
             ApplyOutcome::Unchanged | ApplyOutcome::Applied => self.resources.push(written),
             ApplyOutcome::Conflict(conflict) => {
                 if outcome.new {
+                    tracing::warn!(object = %conflict.object, managers = ?conflict.managers, "field conflict: not applied");
                     ctx.metrics
                         .conflicts
                         .with_label_values(&[written.kind.as_str()])
@@ -223,6 +226,7 @@ impl Applied {
             }
             ApplyOutcome::Rejected(rejection) => {
                 if outcome.new {
+                    tracing::warn!(object = %rejection.object, code = rejection.code, reason = %rejection.reason, "patch rejected");
                     let note = describe_rejection(&rejection);
                     publish(
                         ctx,
