@@ -355,19 +355,23 @@ async fn a_workload_created_after_the_policy_is_hardened() {
     .await;
 }
 
+/// Creates the insecure Deployment through another field manager that holds
+/// `runAsNonRoot: false`, as a GitOps tool applying its manifest would.
+async fn apply_as_gitops_tool(client: &Client, namespace: &str) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
+    owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
+    let params = PatchParams::apply("gitops-tool");
+    api.patch("insecure", &params, &Patch::Apply(&owned))
+        .await
+        .expect("apply as gitops-tool");
+    api
+}
+
 #[tokio::test]
 async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
     let (client, ns) = setup("conflict").await;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
-    owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
-    api.patch(
-        "insecure",
-        &PatchParams::apply("gitops-tool"),
-        &Patch::Apply(&owned),
-    )
-    .await
-    .expect("apply as gitops-tool");
+    apply_as_gitops_tool(&client, &ns).await;
     let operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
 
@@ -767,16 +771,7 @@ async fn namespace_labels_held_by_another_manager_are_reported_once_not_retried(
 #[tokio::test]
 async fn workload_status_updates_do_not_retry_a_refused_apply() {
     let (client, ns) = setup("churn").await;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let mut owned: Value = serde_json::to_value(yaml::<Deployment>(INSECURE)).expect("json");
-    owned["spec"]["template"]["spec"]["securityContext"] = json!({ "runAsNonRoot": false });
-    api.patch(
-        "insecure",
-        &PatchParams::apply("gitops-tool"),
-        &Patch::Apply(&owned),
-    )
-    .await
-    .expect("apply as gitops-tool");
+    let api = apply_as_gitops_tool(&client, &ns).await;
     let operator = Operator::start(&ns).await;
     create_policy(&client, &ns, &policy("baseline", "")).await;
     wait_status(&client, &ns, "baseline", "conflict", |s| {
