@@ -795,3 +795,28 @@ async fn workload_status_updates_do_not_retry_a_refused_apply() {
         "{writes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_namespace_label_removed_by_hand_is_restored() {
+    let (client, ns) = setup("relabel").await;
+    let _operator = Operator::start(&ns).await;
+    create_policy(&client, &ns, &policy("baseline", "")).await;
+    let enforce = "pod-security.kubernetes.io/enforce";
+    wait_until("namespace labelled", || async {
+        namespace_labels(&client, &ns).await.contains_key(enforce)
+    })
+    .await;
+    let removal = json!({ "metadata": { "labels": { enforce: null } } });
+    Api::<Namespace>::all(client.clone())
+        .patch(&ns, &PatchParams::default(), &Patch::Merge(&removal))
+        .await
+        .expect("remove label");
+    wait_until("label restored", || async {
+        namespace_labels(&client, &ns)
+            .await
+            .get(enforce)
+            .map(String::as_str)
+            == Some("restricted")
+    })
+    .await;
+}

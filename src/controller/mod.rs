@@ -15,6 +15,8 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -220,7 +222,29 @@ pub async fn run(
             move |object: $ty| policies_for(&policies, &object)
         }};
     }
+    // Namespace labels matter to the policies of that namespace (PSA labels removed by hand, or
+    // released by another policy); only metadata is watched.
+    let namespaces_config = match namespace {
+        Some(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
+        None => watcher::Config::default(),
+    };
+    let namespace_events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        namespaces_config,
+    )
+    .default_backoff()
+    .touched_objects();
+    let namespace_policies = policies.clone();
     let controller = controller
+        .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
+            let name = ns.name_any();
+            namespace_policies
+                .state()
+                .iter()
+                .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(deployment_events, map!(Deployment))
         .watches_stream(stateful_set_events, map!(StatefulSet))
         .watches_stream(daemon_set_events, map!(DaemonSet))
