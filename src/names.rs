@@ -26,6 +26,11 @@ pub const APPLIED_DIGEST_ANNOTATION: &str = "security.goreal.io/applied-digest";
 /// labels; another policy in the namespace leaves them alone while that policy exists.
 pub const NAMESPACE_LABELLED_BY_ANNOTATION: &str = "security.goreal.io/psa-labels-by";
 
+/// Annotation on a patched workload recording the pod-level seccomp and AppArmor profiles the
+/// operator wrote (JSON), so that a later policy change can tell its own earlier Localhost
+/// profile from one the workload's author set.
+pub const APPLIED_PROFILES_ANNOTATION: &str = "security.goreal.io/applied-pod-profiles";
+
 /// Pod Security Admission namespace labels, one per mode.
 pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
 /// Prefix of the Pod Security Admission labels.

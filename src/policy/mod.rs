@@ -221,6 +221,7 @@ fn workload_patch(
     let up_to_date = workload.annotations.get(names::APPLIED_DIGEST_ANNOTATION) == Some(&digest)
         && workload.annotations.get(names::HARDENED_BY_ANNOTATION) == Some(&policy.name)
         && pod_security::same_template(hardened, &workload.template);
+    let profiles = pod_security::pod_profiles_of(&template_patch).to_string();
     let body = json!({
         "apiVersion": workload.kind.api_version(),
         "kind": workload.kind.as_str(),
@@ -230,6 +231,7 @@ fn workload_patch(
             "annotations": {
                 names::HARDENED_BY_ANNOTATION: policy.name,
                 names::APPLIED_DIGEST_ANNOTATION: digest,
+                names::APPLIED_PROFILES_ANNOTATION: profiles,
             },
         },
         "spec": workload.kind.nest_template(template_patch),

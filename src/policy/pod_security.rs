@@ -69,16 +69,20 @@ pub fn harden(workload: &Workload, settings: &PodSecuritySettings) -> Option<Val
             }
         }
         let own = spec.security_context.as_ref();
+        // A live profile equal to the one recorded as ours is ours, not the author's.
+        let written = applied_pod_profiles(workload);
         let own_seccomp = own
             .and_then(|s| s.seccomp_profile.as_ref())
-            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()));
+            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()))
+            .filter(|p| written.get("seccompProfile") != Some(p));
         let ours = seccomp_profile(settings);
         if !exempt(c::SECCOMP_PROFILE) && !keeps_own_localhost(own_seccomp.as_ref(), &ours) {
             pod_context.insert("seccompProfile".into(), ours);
         }
         let own_app_armor = own
             .and_then(|s| s.app_armor_profile.as_ref())
-            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()));
+            .map(|p| profile_json(&p.type_, p.localhost_profile.as_ref()))
+            .filter(|p| written.get("appArmorProfile") != Some(p));
         if let (Some(ours), false) = (app_armor_profile(settings), exempt(c::APPARMOR_PROFILE))
             && !keeps_own_localhost(own_app_armor.as_ref(), &ours)
         {
@@ -150,6 +154,26 @@ fn kept_by_annotation(template: &PodTemplateSpec, check: &str) -> bool {
         .as_ref()
         .and_then(|m| m.annotations.as_ref());
     annotations.is_some_and(|a| a.keys().any(|k| prefixes.iter().any(|p| k.starts_with(p))))
+}
+
+/// The pod-level profiles a template patch writes, as recorded on the workload.
+pub fn pod_profiles_of(template_patch: &Value) -> Value {
+    let context = &template_patch["spec"]["securityContext"];
+    let mut profiles = Map::new();
+    for field in ["seccompProfile", "appArmorProfile"] {
+        if let Some(profile) = context.get(field) {
+            profiles.insert(field.into(), profile.clone());
+        }
+    }
+    Value::Object(profiles)
+}
+
+fn applied_pod_profiles(workload: &Workload) -> Value {
+    workload
+        .annotations
+        .get(crate::names::APPLIED_PROFILES_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// A profile as JSON, in the shape the patch writes.

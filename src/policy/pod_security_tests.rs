@@ -1328,3 +1328,36 @@ fn jobs_are_checked_but_never_patched() {
         .expect("check");
     assert_eq!(non_root.result, CheckResult::Fail);
 }
+
+#[test]
+fn a_policy_changing_its_own_localhost_profile_rewrites_it() {
+    let workload = deployment("web", PLAIN);
+    let first = settings("seccompProfile: {type: Localhost, localhostProfile: profiles/a.json}");
+    let desired = plan(
+        &policy("seccompProfile: {type: Localhost, localhostProfile: profiles/a.json}"),
+        &observed(vec![workload.clone()]),
+    );
+    let body = &desired.workload_patches[0].body;
+    // Simulate the apply: hardened template plus the body's annotations.
+    let mut applied = workload.clone();
+    applied.template = hardened_template(&workload.template, &patch(&workload, &first));
+    for (key, value) in body["metadata"]["annotations"]
+        .as_object()
+        .expect("annotations")
+    {
+        applied
+            .annotations
+            .insert(key.clone(), value.as_str().expect("string").to_string());
+    }
+    let second = settings("seccompProfile: {type: Localhost, localhostProfile: profiles/b.json}");
+    let rewritten = patch(&applied, &second);
+    assert_eq!(
+        rewritten["spec"]["securityContext"]["seccompProfile"],
+        serde_json::json!({"type": "Localhost", "localhostProfile": "profiles/b.json"})
+    );
+    let back = patch(&applied, &settings(""));
+    assert_eq!(
+        back["spec"]["securityContext"]["seccompProfile"],
+        serde_json::json!({"type": "RuntimeDefault"})
+    );
+}
