@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::crd::{GoREALSecurityPolicy, Mode, ResourceRef};
+use crate::crd::{GoREALSecurityPolicy, Mode};
 use crate::model;
 use crate::observed::{NamespaceState, Observed, Workload, WorkloadResource};
 use crate::policy;
@@ -162,28 +162,22 @@ pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<
             let workload = object.to_workload().ok_or("has no spec.template")?;
             Ok((namespace, workload))
         }
-        match kind.as_str() {
-            "GoREALSecurityPolicy" => manifests.policies.push(typed(document).map_err(error)?),
-            "Namespace" => manifests.namespaces.push(typed(document).map_err(error)?),
-            "Deployment" => manifests
-                .workloads
-                .push(workload::<Deployment>(document).map_err(error)?),
-            "StatefulSet" => manifests
-                .workloads
-                .push(workload::<StatefulSet>(document).map_err(error)?),
-            "DaemonSet" => manifests
-                .workloads
-                .push(workload::<DaemonSet>(document).map_err(error)?),
-            "ReplicaSet" => manifests
-                .workloads
-                .push(workload::<ReplicaSet>(document).map_err(error)?),
-            "Job" => manifests
-                .workloads
-                .push(workload::<Job>(document).map_err(error)?),
-            "CronJob" => manifests
-                .workloads
-                .push(workload::<CronJob>(document).map_err(error)?),
-            _ => {}
+        type Parse = fn(Value) -> Result<(Option<String>, Workload), String>;
+        let parse_workload: Option<Parse> = match kind.as_str() {
+            "Deployment" => Some(workload::<Deployment>),
+            "StatefulSet" => Some(workload::<StatefulSet>),
+            "DaemonSet" => Some(workload::<DaemonSet>),
+            "ReplicaSet" => Some(workload::<ReplicaSet>),
+            "Job" => Some(workload::<Job>),
+            "CronJob" => Some(workload::<CronJob>),
+            _ => None,
+        };
+        match (kind.as_str(), parse_workload) {
+            ("GoREALSecurityPolicy", _) => manifests.policies.push(typed(document).map_err(error)?),
+            ("Namespace", _) => manifests.namespaces.push(typed(document).map_err(error)?),
+            (_, Some(parse)) => manifests.workloads.push(parse(document).map_err(error)?),
+            // Kinds the operator does not read (Services, ConfigMaps, ...).
+            (_, None) => {}
         }
     }
     Ok(())
@@ -221,11 +215,7 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                 if enforce {
                     for patch in &desired.workload_patches {
                         documents.push(patch.body.clone());
-                        resources.push(ResourceRef {
-                            api_version: patch.target.kind.api_version().into(),
-                            kind: patch.target.kind.as_str().into(),
-                            name: patch.target.name.clone(),
-                        });
+                        resources.push(patch.target.resource_ref());
                     }
                     let body =
                         policy::namespace_body(&namespace, &desired.namespace, &raw.name_any());
@@ -233,11 +223,7 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                         (body, &desired.namespace)
                     {
                         documents.push(body);
-                        resources.push(ResourceRef {
-                            api_version: "v1".into(),
-                            kind: "Namespace".into(),
-                            name: namespace.clone(),
-                        });
+                        resources.push(policy::namespace_ref(&namespace));
                     }
                 }
                 resources.sort();

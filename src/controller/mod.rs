@@ -102,6 +102,8 @@ pub struct Context {
     pub workloads: WorkloadStores,
     /// The policy cache.
     pub policies: Store<GoREALSecurityPolicy>,
+    /// Namespace metadata cache.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Event publisher.
     pub recorder: Recorder,
     /// Metrics.
@@ -161,6 +163,15 @@ where
     (reader, Box::pin(stream))
 }
 
+/// The cached policies of a namespace.
+pub(crate) fn policies_in(
+    policies: &Store<GoREALSecurityPolicy>,
+    namespace: &str,
+) -> Vec<Arc<GoREALSecurityPolicy>> {
+    let in_namespace = |p: &Arc<GoREALSecurityPolicy>| p.namespace().as_deref() == Some(namespace);
+    policies.state().into_iter().filter(in_namespace).collect()
+}
+
 /// The policies to reconcile for a workload event: those whose selector matches its template
 /// labels, and the one that hardened it (which may need to release it).
 fn policies_for<K: WorkloadResource>(
@@ -172,13 +183,11 @@ fn policies_for<K: WorkloadResource>(
     let Some(workload) = object.to_workload().filter(|w| !w.is_built_in_child()) else {
         return Vec::new();
     };
-    let namespace = object.object_meta().namespace.clone();
+    let namespace = object.object_meta().namespace.clone().unwrap_or_default();
     let hardened_by = workload.annotations.get(names::HARDENED_BY_ANNOTATION);
     let labels = workload.template_labels();
-    policies
-        .state()
+    policies_in(policies, &namespace)
         .iter()
-        .filter(|p| p.namespace() == namespace)
         .filter(|p| {
             hardened_by == Some(&p.name_any())
                 || crate::model::validate(p).is_ok_and(|v| v.selector.matches(&labels))
@@ -228,20 +237,21 @@ pub async fn run(
         Some(name) => watcher::Config::default().fields(&format!("metadata.name={name}")),
         None => watcher::Config::default(),
     };
+    // The cache also serves each reconcile's namespace read; managedFields are kept, as they
+    // say whether the operator holds the labels (few objects, so little memory).
+    let (namespaces, namespace_writer) = reflector::store();
     let namespace_events = watcher(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         namespaces_config,
     )
     .default_backoff()
+    .reflect(namespace_writer)
     .touched_objects();
     let namespace_policies = policies.clone();
     let controller = controller
         .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
-            let name = ns.name_any();
-            namespace_policies
-                .state()
+            policies_in(&namespace_policies, &ns.name_any())
                 .iter()
-                .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -264,6 +274,7 @@ pub async fn run(
         client,
         workloads: workloads.clone(),
         policies: policies.clone(),
+        namespaces: namespaces.clone(),
         metrics,
         refusals: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
@@ -271,7 +282,10 @@ pub async fn run(
     let readiness = {
         let policies = policies.clone();
         tokio::spawn(async move {
-            if workloads.wait_until_ready().await && policies.wait_until_ready().await.is_ok() {
+            if workloads.wait_until_ready().await
+                && policies.wait_until_ready().await.is_ok()
+                && namespaces.wait_until_ready().await.is_ok()
+            {
                 ready.store(true, Ordering::Relaxed);
                 tracing::info!("watch caches synced");
             }

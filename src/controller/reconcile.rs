@@ -9,6 +9,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{Instrument, info_span};
@@ -62,10 +63,18 @@ pub async fn reconcile(
 
 async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed, Error> {
     let namespace = policy.namespace().unwrap_or_default();
-    let live = Api::<Namespace>::all(ctx.client.clone())
-        .get(&namespace)
-        .await?;
-    let labelled_by_us = live.managed_fields().iter().any(|entry| {
+    // From the namespace watch cache; read from the API server only while it is not synced.
+    let cached = ctx.namespaces.get(&ObjectRef::new(&namespace));
+    let metadata = match cached {
+        Some(cached) => cached.metadata.clone(),
+        None => {
+            Api::<Namespace>::all(ctx.client.clone())
+                .get(&namespace)
+                .await?
+                .metadata
+        }
+    };
+    let labelled_by_us = metadata.managed_fields.iter().flatten().any(|entry| {
         entry.manager.as_deref() == Some(names::FIELD_MANAGER)
             && entry.operation.as_deref() == Some("Apply")
             && entry.fields_v1.as_ref().is_some_and(|f| {
@@ -75,24 +84,20 @@ async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed
             })
     });
     // Policies being deleted no longer hold anything: others may take over.
-    let policies = ctx
-        .policies
-        .state()
+    let policies = super::policies_in(&ctx.policies, &namespace)
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| p.name_any())
         .collect();
     Ok(Observed {
         namespace: NamespaceState {
             name: namespace.clone(),
-            labels: live.labels().clone(),
+            labels: metadata.labels.unwrap_or_default(),
             labelled_by_us,
-            resource_version: live.resource_version(),
-            labelled_by: live
-                .annotations()
-                .get(names::NAMESPACE_LABELLED_BY_ANNOTATION)
-                .cloned(),
+            resource_version: metadata.resource_version,
+            labelled_by: metadata
+                .annotations
+                .and_then(|mut a| a.remove(names::NAMESPACE_LABELLED_BY_ANNOTATION)),
         },
         workloads: ctx.workloads.in_namespace(&namespace),
         policies,
@@ -202,6 +207,12 @@ impl Applied {
         written: ResourceRef,
     ) {
         let object = format!("{}/{}", written.kind, written.name);
+        if outcome.outcome == ApplyOutcome::Applied {
+            ctx.metrics
+                .applied_objects
+                .with_label_values(&[written.kind.as_str()])
+                .inc();
+        }
         match outcome.outcome {
             ApplyOutcome::Unchanged | ApplyOutcome::Applied => self.resources.push(written),
             ApplyOutcome::Conflict(conflict) => {
@@ -337,18 +348,9 @@ async fn apply_desired(
         let apply = apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force);
         let outcome =
             apply_remembered(ctx, key, generation, &patch.body, policy.force, apply).await?;
-        if outcome.outcome == ApplyOutcome::Applied {
-            ctx.metrics
-                .applied_objects
-                .with_label_values(&[patch.target.kind.as_str()])
-                .inc();
-        }
-        let written = ResourceRef {
-            api_version: patch.target.kind.api_version().into(),
-            kind: patch.target.kind.as_str().into(),
-            name: patch.target.name.clone(),
-        };
-        applied.record(ctx, policy, outcome, written).await;
+        applied
+            .record(ctx, policy, outcome, patch.target.resource_ref())
+            .await;
     }
     for target in workload_releases {
         apply::release_workload(&ctx.client, &policy.namespace, target).await?;
@@ -359,26 +361,16 @@ async fn apply_desired(
         let apply = apply::apply_namespace(&ctx.client, &namespace.name, &body, policy.force);
         let version = namespace.resource_version.clone();
         let outcome = apply_remembered(ctx, key, version, &body, policy.force, apply).await?;
-        if outcome.outcome == ApplyOutcome::Applied {
-            ctx.metrics
-                .applied_objects
-                .with_label_values(&["Namespace"])
-                .inc();
-        }
+        // A release is not a resource of the policy, nor a refusal worth reporting.
         if matches!(namespace_plan, NamespacePlan::Apply(_)) {
-            let written = ResourceRef {
-                api_version: "v1".into(),
-                kind: "Namespace".into(),
-                name: namespace.name.clone(),
-            };
-            applied.record(ctx, policy, outcome, written).await;
+            applied
+                .record(ctx, policy, outcome, policy::namespace_ref(&namespace.name))
+                .await;
         }
     } else if matches!(namespace_plan, NamespacePlan::Apply(_)) {
-        applied.resources.push(ResourceRef {
-            api_version: "v1".into(),
-            kind: "Namespace".into(),
-            name: namespace.name.clone(),
-        });
+        applied
+            .resources
+            .push(policy::namespace_ref(&namespace.name));
     }
     applied.resources.sort();
     Ok(applied)

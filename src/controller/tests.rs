@@ -78,6 +78,7 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         client,
         workloads,
         policies: reflector::store().0,
+        namespaces: reflector::store().0,
         metrics: Metrics::new().expect("metrics"),
         refusals: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::compliance::{self, Capability, Evaluation, Violation};
-use crate::crd::{ComplianceStatus, Mode, WorkloadsStatus};
+use crate::crd::{ComplianceStatus, Mode, ResourceRef, WorkloadsStatus};
 use crate::model::ValidatedPolicy;
 use crate::names;
 use crate::observed::{Observed, Workload, WorkloadKind};
@@ -56,6 +56,24 @@ impl WorkloadTarget {
     /// `Kind/name`.
     pub fn reference(&self) -> String {
         format!("{}/{}", self.kind.as_str(), self.name)
+    }
+
+    /// The workload as a status resource entry.
+    pub fn resource_ref(&self) -> ResourceRef {
+        ResourceRef {
+            api_version: self.kind.api_version().into(),
+            kind: self.kind.as_str().into(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The namespace as a status resource entry.
+pub fn namespace_ref(namespace: &str) -> ResourceRef {
+    ResourceRef {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        name: namespace.into(),
     }
 }
 

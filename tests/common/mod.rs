@@ -91,11 +91,12 @@ where
     }
 }
 
-/// The operator running in-process on one namespace, with a log of every write its client sent.
+/// The operator running in-process on one namespace, with a log of every request its client sent
+/// (watches aside).
 pub struct Operator {
     /// Its metrics (reconcile counts).
     pub metrics: Metrics,
-    writes: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
     trigger: mpsc::UnboundedSender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,13 +105,17 @@ impl Operator {
     /// Starts the controller for `namespace`.
     pub async fn start(namespace: &str) -> Operator {
         let plane = ControlPlane::shared();
-        let writes = Arc::new(Mutex::new(Vec::new()));
-        let log = writes.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
         let recorder =
             tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-                if request.method() != http::Method::GET {
+                let watch = request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("watch=true"));
+                if !watch {
                     let line = format!("{} {}", request.method(), request.uri().path());
-                    log.lock().expect("write log").push(line);
+                    log.lock().expect("request log").push(line);
                 }
                 request
             });
@@ -134,15 +139,24 @@ impl Operator {
         ));
         Operator {
             metrics,
-            writes,
+            requests,
             trigger,
             task,
         }
     }
 
-    /// Writes (method and path) sent since the last call, draining the log.
+    /// Requests (method and path) sent since the last call, draining the log.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().expect("request log"))
+    }
+
+    /// Writes sent since the last call of either method, draining the log.
     pub fn take_writes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.writes.lock().expect("write log"))
+        let requests = self.take_requests();
+        requests
+            .into_iter()
+            .filter(|r| !r.starts_with("GET "))
+            .collect()
     }
 
     /// Asks the controller to reconcile every policy once more.
