@@ -1,5 +1,6 @@
 //! Criterion benchmark of the pure pipeline: validate, plan and report one policy over a
-//! namespace of realistic workloads (sizes 10, 100, 1000).
+//! namespace of realistic workloads (sizes 10, 100, 1000), with the example policy's pod security
+//! and network isolation.
 #![allow(clippy::expect_used)]
 
 use std::hint::black_box;
@@ -39,6 +40,7 @@ fn bench_plan(c: &mut Criterion) {
             },
             workloads: workloads(size),
             policies: ["goreal-baseline".to_string()].into(),
+            ..Default::default()
         };
         group.bench_with_input(
             BenchmarkId::from_parameter(size),

@@ -54,7 +54,7 @@ async fn main() {
     let operator = Operator::start(&ns).await;
     let policies: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), &ns);
     let policy: GoREALSecurityPolicy = yaml(&format!(
-        "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata: {{name: bench, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app.kubernetes.io/part-of: goreal}}}}\n  podSecurity: {{runAsUser: 10001, writablePaths: [{{path: /tmp, sizeLimit: 100Mi}}, {{path: /app/logs, sizeLimit: 500Mi}}]}}\n"
+        "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata: {{name: bench, namespace: {ns}}}\nspec:\n  selector: {{matchLabels: {{app.kubernetes.io/part-of: goreal}}}}\n  podSecurity: {{runAsUser: 10001, writablePaths: [{{path: /tmp, sizeLimit: 100Mi}}, {{path: /app/logs, sizeLimit: 500Mi}}]}}\n  networkPolicy: {{defaultDeny: [Ingress, Egress], ingress: [{{name: web, ports: [{{port: http}}], allowAll: true}}], egress: [{{name: db, ports: [{{port: 5432}}], to: [{{podSelector: {{matchLabels: {{app: db}}}}}}]}}]}}\n"
     ));
 
     let started = Instant::now();

@@ -49,6 +49,7 @@ async fn main() {
         RunOptions {
             namespace: None,
             concurrency: 4,
+            leader_election: None,
         },
         metrics,
         ready,
@@ -72,7 +73,7 @@ async fn main() {
             println!("--- status of goreal/goreal-baseline ---\n{line}");
             let kubectl = plane.kubectl().get_program().to_string_lossy().into_owned();
             println!(
-                "try: {kubectl} --kubeconfig {} -n goreal get gsp,deploy,sts",
+                "try: {kubectl} --kubeconfig {} -n goreal get gsp,deploy,sts,netpol,cm",
                 plane.kubeconfig_path().display()
             );
             println!("press Ctrl-C to stop");

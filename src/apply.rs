@@ -2,16 +2,22 @@
 //! conflicts and permanent refusals per object instead of forcing or failing the whole policy,
 //! and release fields on cleanup.
 
-use kube::api::{DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::names::FIELD_MANAGER;
+use crate::names::{self, FIELD_MANAGER};
 use crate::observed::{NamespaceState, WorkloadKind};
+use crate::policy::generated::PruneTarget;
+use crate::policy::rate_limit::IngressPatch;
+use crate::policy::secrets::RestartPatch;
 use crate::policy::{
-    Conflict, NamespacePlan, Rejection, WorkloadPatch, WorkloadTarget, namespace_body,
+    Conflict, GeneratedObject, NamespacePlan, Rejection, WorkloadPatch, WorkloadTarget,
+    namespace_body,
 };
 
 /// What happened to one planned patch.
@@ -28,9 +34,85 @@ pub enum ApplyOutcome {
 }
 
 fn api_for(client: &Client, namespace: &str, kind: WorkloadKind) -> Api<DynamicObject> {
-    let (group, version) = kind.api_version().split_once('/').unwrap_or(("", "v1"));
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.as_str()));
+    dynamic_api(client, namespace, kind.api_version(), kind.as_str())
+}
+
+fn dynamic_api(
+    client: &Client,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+) -> Api<DynamicObject> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
     Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// The refusal reason of a generated object whose name a foreign object holds (the API server's
+/// own reason for creating over an existing name).
+pub const NAME_TAKEN: &str = "AlreadyExists";
+
+/// Applies a generated object unless it is already current. Objects whose name another owner
+/// holds are never sent: the caches see only the operator's own objects of some kinds, so an
+/// object they do not hold is read first, and one that exists without the operator's labels is
+/// reported as taken (409 AlreadyExists) instead of being merged into and later deleted.
+pub async fn apply_generated(
+    client: &Client,
+    namespace: &str,
+    object: &GeneratedObject,
+    policy: &str,
+    force: bool,
+) -> Result<ApplyOutcome, Error> {
+    if object.up_to_date {
+        return Ok(ApplyOutcome::Unchanged);
+    }
+    let api = dynamic_api(client, namespace, object.api_version, object.kind);
+    if object.live_version.is_none() {
+        match api.get_opt(&object.name).await {
+            Ok(Some(live)) => {
+                let live = serde_json::to_value(&live)?;
+                if !crate::policy::generated::owned_by(policy, &live) {
+                    return Ok(ApplyOutcome::Rejected(Rejection {
+                        object: object.reference(),
+                        code: 409,
+                        reason: NAME_TAKEN.into(),
+                    }));
+                }
+            }
+            Ok(None) => {}
+            Err(error) => return classify(object.reference(), error),
+        }
+    }
+    match api
+        .patch(&object.name, &params(force), &Patch::Apply(&object.body))
+        .await
+    {
+        Ok(_) => Ok(ApplyOutcome::Applied),
+        Err(error) => classify(object.reference(), error),
+    }
+}
+
+/// Deletes a generated object the policy no longer wants, only if it is still the object the
+/// plan saw (uid precondition); one already gone or replaced is left alone.
+pub async fn delete_generated(
+    client: &Client,
+    namespace: &str,
+    target: &PruneTarget,
+) -> Result<(), Error> {
+    let object = &target.object;
+    let api = dynamic_api(client, namespace, &object.api_version, &object.kind);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: target.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&object.name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn params(force: bool) -> PatchParams {
@@ -41,7 +123,7 @@ fn params(force: bool) -> PatchParams {
 /// Sorts an apply error: field conflicts and permanent refusals concern this one object and are
 /// reported; everything else (stale versions, throttling, server errors, transport, expired
 /// credentials) is an error that the controller retries.
-fn classify(object: String, error: kube::Error) -> Result<ApplyOutcome, Error> {
+pub(crate) fn classify(object: String, error: kube::Error) -> Result<ApplyOutcome, Error> {
     match error {
         kube::Error::Api(status) if is_field_conflict(&status) => {
             let (managers, fields) = parse_conflict(&status.message);
@@ -78,16 +160,45 @@ pub async fn apply_workload(
         return Ok(ApplyOutcome::Unchanged);
     }
     let api = api_for(client, namespace, patch.target.kind);
-    match api
-        .patch(
-            &patch.target.name,
-            &params(force),
-            &Patch::Apply(&patch.body),
-        )
-        .await
-    {
+    apply_partial(
+        &api,
+        &patch.target.name,
+        &patch.body,
+        force,
+        patch.target.reference(),
+    )
+    .await
+}
+
+/// Applies the rate limit annotations of one Ingress unless they are already in effect.
+pub async fn apply_ingress(
+    client: &Client,
+    namespace: &str,
+    patch: &IngressPatch,
+    force: bool,
+) -> Result<ApplyOutcome, Error> {
+    if patch.up_to_date {
+        return Ok(ApplyOutcome::Unchanged);
+    }
+    let api = dynamic_api(client, namespace, INGRESS.0, INGRESS.1);
+    apply_partial(&api, &patch.name, &patch.body, force, patch.reference()).await
+}
+
+/// API version and kind of an Ingress.
+const INGRESS: (&str, &str) = ("networking.k8s.io/v1", "Ingress");
+
+/// A server-side apply of our fields on an object someone else owns; conflicts and refusals
+/// are reported for `reference`.
+async fn apply_partial(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: &Value,
+    force: bool,
+    reference: String,
+) -> Result<ApplyOutcome, Error> {
+    match api.patch(name, &params(force), &Patch::Apply(body)).await {
         Ok(_) => Ok(ApplyOutcome::Applied),
-        Err(error) => classify(patch.target.reference(), error),
+        Err(error) => classify(reference, error),
     }
 }
 
@@ -100,18 +211,91 @@ pub async fn release_workload(
     target: &WorkloadTarget,
 ) -> Result<(), Error> {
     let api = api_for(client, namespace, target.kind);
+    release(
+        &api,
+        target.kind.api_version(),
+        target.kind.as_str(),
+        &target.name,
+    )
+    .await
+}
+
+/// Releases the rate limit annotations (and mark) the operator set on an Ingress.
+pub async fn release_ingress(client: &Client, namespace: &str, name: &str) -> Result<(), Error> {
+    let api = dynamic_api(client, namespace, INGRESS.0, INGRESS.1);
+    release(&api, INGRESS.0, INGRESS.1, name).await
+}
+
+/// An empty apply under the operator's field manager: every field it held goes.
+async fn release(
+    api: &Api<DynamicObject>,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), Error> {
     let body = json!({
-        "apiVersion": target.kind.api_version(),
-        "kind": target.kind.as_str(),
-        "metadata": { "name": target.name },
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": { "name": name },
     });
-    match api
-        .patch(&target.name, &params(false), &Patch::Apply(&body))
-        .await
-    {
+    match api.patch(name, &params(false), &Patch::Apply(&body)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 422 => Ok(()),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies restart markers to one workload's pod template under the policy's restart field
+/// manager. Forced: the markers mean nothing to anyone else, and another policy's manager may
+/// share a marker it carried along at the same value.
+pub async fn apply_restart(
+    client: &Client,
+    namespace: &str,
+    patch: &RestartPatch,
+    policy: &str,
+) -> Result<ApplyOutcome, Error> {
+    let api = api_for(client, namespace, patch.kind);
+    let params = PatchParams::apply(&names::restart_field_manager(policy)).force();
+    match api
+        .patch(&patch.name, &params, &Patch::Apply(&patch.body))
+        .await
+    {
+        Ok(_) => Ok(ApplyOutcome::Applied),
+        Err(error) => classify(patch.reference(), error),
+    }
+}
+
+/// Writes a managed Secret: created when `live` is false, else replaced as one update guarded by
+/// the resourceVersion it carries (a Secret changed since it was read fails with a conflict and
+/// is read again on the retry). Returns the written Secret's metadata on success.
+pub async fn write_secret(
+    client: &Client,
+    namespace: &str,
+    secret: &Secret,
+    live: bool,
+) -> Result<Result<ObjectMeta, Rejection>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let result = if live {
+        api.replace(&name, &params, secret).await
+    } else {
+        api.create(&params, secret).await
+    };
+    match result {
+        Ok(written) => Ok(Ok(written.metadata)),
+        Err(error) => match classify(format!("Secret/{name}"), error)? {
+            ApplyOutcome::Rejected(rejection) => Ok(Err(rejection)),
+            // Only server-side apply reports field conflicts; nothing else is returned here.
+            _ => Ok(Err(Rejection {
+                object: format!("Secret/{name}"),
+                code: 409,
+                reason: "Conflict".into(),
+            })),
+        },
     }
 }
 

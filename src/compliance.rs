@@ -10,6 +10,30 @@ use crate::crd::{CheckResult, CheckStatus, ComplianceStatus, Severity};
 pub enum Capability {
     /// Pod security hardening.
     PodSecurity,
+    /// Network isolation.
+    NetworkPolicy,
+    /// Prometheus alert rules.
+    Alerting,
+    /// Generated and rotated Secrets.
+    Secrets,
+    /// Rate limits, security headers and TLS settings.
+    RateLimiting,
+    /// Checklist items no cluster object shows: always Skip, never Pass.
+    Manual,
+}
+
+impl Capability {
+    /// The spec section that owns the capability's checks.
+    pub fn section(self) -> &'static str {
+        match self {
+            Capability::PodSecurity => "podSecurity",
+            Capability::NetworkPolicy => "networkPolicy",
+            Capability::Alerting => "alerting",
+            Capability::Secrets => "secretRotation",
+            Capability::RateLimiting => "rateLimiting",
+            Capability::Manual => "none (manual)",
+        }
+    }
 }
 
 /// A catalogue entry.
@@ -47,6 +71,40 @@ macro_rules! checks {
 }
 
 checks! {
+    ALERT_RULES_IN_PLACE = "alerting.rules-in-place",
+        "Security alert rules are written where Prometheus can load them", Medium, Alerting, "Monitoring: security alerts are configured";
+    MANUAL_ACCESS_REVIEWS = "manual.access-reviews",
+        "Access is reviewed quarterly", Low, Manual, "Access reviews conducted quarterly";
+    MANUAL_AUDIT_LOGGING = "manual.audit-logging",
+        "Audit logging is enabled and its logs kept off the host", Medium, Manual, "Audit logging is enabled";
+    MANUAL_BACKUPS = "manual.backup-integrity",
+        "Backups are verified weekly", Medium, Manual, "Backup integrity verified weekly";
+    MANUAL_HOST_FIREWALL = "manual.host-firewall",
+        "The hosts' firewalls allow only the web and admin ports", High, Manual, "Firewall rules are configured";
+    MANUAL_INCIDENT_RESPONSE = "manual.incident-response",
+        "Incident response procedures are tested yearly", Low, Manual, "Incident response procedures tested annually";
+    MANUAL_INPUT_VALIDATION = "manual.input-validation",
+        "The application validates its input", High, Manual, "Input validation is implemented";
+    MANUAL_LOG_MONITORING = "manual.log-monitoring",
+        "Security logs are read daily", Medium, Manual, "Security logs monitored daily";
+    MANUAL_SECURITY_TRAINING = "manual.security-training",
+        "The team is trained in security yearly", Low, Manual, "Security training completed annually";
+    MANUAL_SECURITY_UPDATES = "manual.security-updates",
+        "Security updates are applied regularly", High, Manual, "Regular security updates applied";
+    MANUAL_TLS_CERTIFICATES = "manual.tls-certificates",
+        "TLS certificates are valid and renewed in time", High, Manual, "SSL certificates are valid and properly configured";
+    MANUAL_VULNERABILITY_SCANS = "manual.vulnerability-scans",
+        "Images and hosts are scanned for vulnerabilities monthly", Medium, Manual, "Vulnerability scans run monthly";
+    NETWORK_API_SERVER_EGRESS = "network.api-server-egress",
+        "Egress to the API server reaches its current endpoints", Low, NetworkPolicy, "Network security: firewall rules are configured";
+    NETWORK_DEFAULT_DENY = "network.default-deny",
+        "Selected pods are isolated by a default deny in each configured direction", High, NetworkPolicy, "Network security: default deny incoming";
+    NETWORK_DNS_EGRESS = "network.dns-egress",
+        "Pods isolated for egress can still reach the cluster DNS", Medium, NetworkPolicy, "Network security: firewall rules are configured";
+    NETWORK_POLICIES_ACCEPTED = "network.policies-accepted",
+        "Every generated NetworkPolicy is in place", High, NetworkPolicy, "Network security: firewall rules are configured";
+    NETWORK_RULES_WITHIN_SPEC = "network.rules-within-spec",
+        "No NetworkPolicy admits more to the selected pods than the spec says", High, NetworkPolicy, "Network security: only the listed ports, from the listed networks";
     ALLOW_PRIVILEGE_ESCALATION = "pod.allow-privilege-escalation",
         "Containers cannot gain privileges", High, PodSecurity, "Pod hardening: no privilege escalation";
     APPARMOR_PROFILE = "pod.apparmor-profile",
@@ -63,10 +121,14 @@ checks! {
         "The API server accepts every hardening patch", High, PodSecurity, "Pod hardening: settings actually applied";
     HOST_NAMESPACES = "pod.host-namespaces",
         "Pods do not share the host's network, PID or IPC namespace", Critical, PodSecurity, "Pod hardening: isolation from the node";
+    IMAGE_PINNED = "pod.image-pinned",
+        "Images are pinned to a version tag or a digest, never latest", Medium, PodSecurity, "Container security: images pinned to a version";
     PRIVILEGED = "pod.privileged",
         "Containers are not privileged", Critical, PodSecurity, "Pod hardening: no privileged containers";
     READ_ONLY_ROOT_FILESYSTEM = "pod.read-only-root-filesystem",
         "Containers have a read-only root filesystem", Medium, PodSecurity, "Pod hardening: read-only root filesystem";
+    RESOURCE_LIMITS = "pod.resource-limits",
+        "Containers set CPU and memory limits", Medium, PodSecurity, "DoS protection: resource limits on every container";
     RUN_AS_NON_ROOT = "pod.run-as-non-root",
         "Containers run as a non-root user", High, PodSecurity, "Pod hardening: run as non-root";
     RUN_AS_USER = "pod.run-as-user",
@@ -75,6 +137,58 @@ checks! {
         "Containers run under a seccomp profile", High, PodSecurity, "Pod hardening: seccomp RuntimeDefault";
     WRITABLE_PATHS = "pod.writable-paths",
         "Writable paths are size-limited emptyDir mounts", Low, PodSecurity, "Pod hardening: read-only root filesystem";
+    RATE_LIMIT_LOGIN_STRICTER = "ratelimit.login-stricter-than-api",
+        "The login zone lets through no more than the API zone", Medium, RateLimiting, "Rate limiting: stricter limits on authentication endpoints";
+    RATE_LIMIT_PATHS = "ratelimit.paths-limited",
+        "Every declared path is rate limited by an output in place", High, RateLimiting, "Rate limiting is enabled";
+    SECURITY_HEADERS = "ratelimit.security-headers",
+        "Responses carry HSTS, X-Frame-Options, X-Content-Type-Options and Referrer-Policy", Medium, RateLimiting, "Security headers are set";
+    TLS_FLOOR = "ratelimit.tls-floor",
+        "No TLS protocol older than TLSv1.2 is offered", High, RateLimiting, "SSL/TLS: modern protocols only";
+    SECRET_FILE_MODE = "secrets.file-permissions",
+        "Secret volumes are mounted with file modes no wider than 0440", Medium, Secrets, "File permissions are correctly set (600 for secrets)";
+    SECRETS_NOT_LITERAL = "secrets.no-literal-values",
+        "Secret-like environment variables come from Secrets, not literal values", High, Secrets, "All secrets are properly configured and not in version control";
+    SECRETS_ROTATED = "secrets.rotated-within-interval",
+        "Every managed Secret exists and was rotated within its interval", High, Secrets, "Secrets rotated quarterly";
+}
+
+/// Why a manual check is never Pass.
+pub const MANUAL_SKIP: &str = "not visible in the cluster: confirm it by hand";
+
+/// The manual checklist items, each skipped with [`MANUAL_SKIP`]: listed in every report so
+/// that it never looks complete without them.
+pub fn manual_evaluations() -> Vec<Evaluation> {
+    ids_of(Capability::Manual)
+        .map(|id| Evaluation::skipped(id, MANUAL_SKIP))
+        .collect()
+}
+
+/// The catalogue as the Markdown page `docs/checks.md` (a test fails when that file is stale).
+pub fn catalogue_markdown() -> String {
+    let mut text = String::from(
+        "# Compliance checks\n\n\
+         Generated from `src/compliance.rs` (`cargo test` fails while this page is stale; \
+         `UPDATE_GOLDEN=1 cargo test --lib catalogue` rewrites it). Every check a policy's report \
+         can hold, with its stable id, severity, the spec section that owns it (a check appears \
+         only when its section is present) and the item of the GoREAL security guide's checklist \
+         it implements. Checks owned by no section cannot be verified from the cluster: they are \
+         always reported as Skip, never as Pass.\n\n\
+         The score is the severity-weighted share of passing checks among those that passed or \
+         failed (Low 1, Medium 2, High 4, Critical 8).\n\n\
+         | id | severity | section | title | guide item |\n|---|---|---|---|---|\n",
+    );
+    for def in CATALOGUE {
+        text.push_str(&format!(
+            "| `{}` | {:?} | {} | {} | {} |\n",
+            def.id,
+            def.severity,
+            def.capability.section(),
+            def.title,
+            def.guide_item
+        ));
+    }
+    text
 }
 
 /// Looks up a check by id.
@@ -115,6 +229,8 @@ pub struct Evaluation {
     pub skip_reason: Option<&'static str>,
     /// Offending parts of the object.
     pub violations: Vec<Violation>,
+    /// Something the reader should know whatever the result, appended to the message.
+    pub note: Option<String>,
 }
 
 impl Evaluation {
@@ -125,6 +241,7 @@ impl Evaluation {
             applicable: false,
             skip_reason: Some(reason),
             violations: Vec::new(),
+            note: None,
         }
     }
 
@@ -135,7 +252,14 @@ impl Evaluation {
             applicable: true,
             skip_reason: None,
             violations,
+            note: None,
         }
+    }
+
+    /// The same evaluation with a note for the message.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 }
 
@@ -207,6 +331,10 @@ fn summarize(def: &CheckDef, evaluations: &[&Evaluation]) -> CheckStatus {
         }
         (CheckResult::Fail, message)
     };
+    let message = match evaluations.iter().find_map(|e| e.note.as_deref()) {
+        Some(note) => format!("{message}; {note}"),
+        None => message,
+    };
     CheckStatus {
         id: def.id.to_string(),
         title: def.title.to_string(),
@@ -255,6 +383,38 @@ pub fn score(checks: &[CheckStatus]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalogue_page_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/checks.md");
+        let generated = catalogue_markdown();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &generated).expect("write docs/checks.md");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/checks.md is stale: run UPDATE_GOLDEN=1 cargo test --lib catalogue"
+        );
+    }
+
+    #[test]
+    fn every_report_lists_the_manual_checks_as_skipped() {
+        let ids: Vec<&str> = ids_of(Capability::Manual).collect();
+        assert!(
+            ids.len() >= 10,
+            "the guide's unverifiable checklist items: {ids:?}"
+        );
+        let report = report(&[Capability::Manual], &manual_evaluations());
+        assert_eq!(report.checks.len(), ids.len());
+        assert!(
+            report
+                .checks
+                .iter()
+                .all(|c| c.result == CheckResult::Skip && c.message == MANUAL_SKIP)
+        );
+        assert_eq!(report.score, 100, "skips weigh nothing");
+    }
 
     fn violation(object: &str, exempt: Option<&str>) -> Violation {
         Violation {

@@ -2,10 +2,26 @@
 //! printer columns. This file is the only source of the CRD; `crds/` is generated from it.
 //! It holds types and schema rules only; semantic validation lives in `model.rs`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod alerting;
+mod network;
+mod rate_limit;
+mod secrets;
+pub use alerting::{AlertSeverity, AlertingSpec, BuiltInRuleSpec, CustomRuleSpec};
+pub use network::{
+    Direction, EgressRule, IngressRule, IpBlockSpec, NetworkPolicySpec, Peer, PortSpec, Protocol,
+};
+pub use rate_limit::{
+    NginxSpec, RateLimitOutput, RateLimitZoneSpec, RateLimitingSpec, RealIpHeader, RealIpSpec,
+    SecurityHeadersSpec, TlsProtocol, TlsSpec,
+};
+pub use secrets::{
+    Charset, ManagedSecretSpec, RestartSpec, RestartStrategy, SecretKeySpec, SecretRotationSpec,
+};
 
 /// Spec of a GoREALSecurityPolicy: which workloads of its namespace it governs and how.
 // Each printer column repeats `type_`, which clippy takes for a duplicated attribute.
@@ -45,7 +61,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GoREALSecurityPolicySpec {
-    /// `Enforce` applies the hardening; `Audit` only reports (status, events).
+    /// `Enforce` applies the hardening; `Audit` only reports (status, events, PolicyReport).
     #[serde(default)]
     pub mode: Mode,
     /// Take ownership of fields that another field manager (Helm, Argo CD, kubectl) holds with a
@@ -59,6 +75,32 @@ pub struct GoREALSecurityPolicySpec {
     /// Pod security hardening; absent means pod security is not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecuritySpec>,
+    /// Network isolation of the selected pods; absent means network policies are not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+    /// Rate limits, security headers and TLS settings for the HTTP entry points; absent means
+    /// none are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limiting: Option<RateLimitingSpec>,
+    /// Prometheus alert rules; absent means no rules are generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<AlertingSpec>,
+    /// How the compliance report is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<ComplianceSpec>,
+    /// Generated Secrets, rotated on a schedule; absent means no Secrets are managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_rotation: Option<SecretRotationSpec>,
+}
+
+/// How the compliance report is judged.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceSpec {
+    /// `Compliant` is False only when a check of at least this severity fails (default `Low`:
+    /// any failing check). Lower failures are still reported and still lower the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_on: Option<Severity>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -387,6 +429,45 @@ pub struct GoREALSecurityPolicyStatus {
     /// Objects the policy wrote to: generated objects and objects it patched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceRef>,
+    /// The managed Secrets: versions, rotation times and consumer restarts (never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretStatus>,
+}
+
+/// One managed Secret's rotation state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStatus {
+    /// Secret name.
+    pub name: String,
+    /// `Managed`, `Missing` (not created yet, or Audit mode) or `Conflict` (the name is held by
+    /// a Secret the policy may not take).
+    pub state: String,
+    /// Content version: 1 when generated or adopted, one more per rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// When the values were last generated (or adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+    /// When the next scheduled rotation is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+    /// Workloads that read the Secret and run its current version (at most 20 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted: Vec<String>,
+    /// Workloads still to restart onto the current version (at most 20 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// Number of pending workloads, also those not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub pending_total: i32,
+    /// Consumers controlled by another operator's resource: reported, never restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<String>,
+    /// What happened or what is wrong.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Compliance score and per-check results.

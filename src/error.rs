@@ -14,6 +14,12 @@ pub enum Error {
     /// A body could not be encoded or decoded.
     #[error("encoding: {0}")]
     Encoding(#[from] serde_json::Error),
+    /// The operating system's random source failed while generating a secret value.
+    #[error(transparent)]
+    Random(#[from] crate::secret_value::RandomSourceError),
+    /// A watch cache a step reads has not synced yet; the step is retried.
+    #[error("watch caches not synced yet")]
+    NotSynced,
 }
 
 impl Error {
@@ -24,11 +30,21 @@ impl Error {
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                // The finalizer patch tests the cached finalizer list first; a 422 means the
+                // cache was stale (an earlier reconcile already changed it), a conflict.
+                kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(status))
+                | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+                    if status.code == 422 =>
+                {
+                    "conflict"
+                }
                 kube::runtime::finalizer::Error::AddFinalizer(e)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e) => kube_category(e),
                 _ => "finalizer",
             },
             Error::Encoding(_) => "encoding",
+            Error::Random(_) => "random",
+            Error::NotSynced => "not-synced",
         }
     }
 
@@ -37,7 +53,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.category(),
-            "conflict" | "throttled" | "server" | "transport"
+            "conflict" | "throttled" | "server" | "transport" | "random" | "not-synced"
         )
     }
 }
@@ -67,5 +83,26 @@ fn kube_category(error: &kube::Error) -> &'static str {
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
     fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {
         Error::Finalizer(Box::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("refused", "Invalid").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn a_stale_finalizer_patch_is_a_transient_conflict() {
+        let stale: Error = kube::runtime::finalizer::Error::AddFinalizer(api(422)).into();
+        assert_eq!(stale.category(), "conflict");
+        assert!(stale.is_transient());
+        let forbidden: Error = kube::runtime::finalizer::Error::AddFinalizer(api(403)).into();
+        assert!(!forbidden.is_transient());
+        assert_eq!(Error::Kube(api(422)).category(), "api");
     }
 }

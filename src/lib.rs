@@ -4,16 +4,20 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod audit;
 pub mod compliance;
 pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod observed;
 pub mod policy;
 pub mod render;
+pub mod rotate;
+pub mod secret_value;
 pub mod status;
 pub mod telemetry;

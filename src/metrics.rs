@@ -2,8 +2,8 @@
 //! come from small fixed sets (error categories, kinds) or name a policy, never a value.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the operator exports.
@@ -18,10 +18,20 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Compliance score per policy.
     pub compliance_score: IntGaugeVec,
+    /// Consecutive failed reconciles per policy, for the reconcile-errors alert.
+    pub reconcile_failures: IntGaugeVec,
     /// Objects written by kind.
     pub applied_objects: IntCounterVec,
     /// Field conflicts reported by kind.
     pub conflicts: IntCounterVec,
+    /// Secret rotations per Secret and cause.
+    pub secret_rotations: IntCounterVec,
+    /// Next scheduled rotation per Secret, as a Unix time, for the rotation-overdue alert.
+    pub secret_next_rotation: IntGaugeVec,
+    /// 1 while this replica holds the leader Lease (always, without leader election).
+    pub leader: IntGauge,
+    /// Per policy and check: 1 when the check fails, 0 when it passes (absent when skipped).
+    pub check_failed: IntGaugeVec,
 }
 
 impl Metrics {
@@ -53,6 +63,13 @@ impl Metrics {
             ),
             &["namespace", "policy"],
         )?;
+        let reconcile_failures = IntGaugeVec::new(
+            Opts::new(
+                "policy_reconcile_failures",
+                "Consecutive failed reconciles per policy (0 once one succeeds)",
+            ),
+            &["namespace", "policy"],
+        )?;
         let applied_objects = IntCounterVec::new(
             Opts::new(
                 "applied_objects_total",
@@ -67,10 +84,40 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let secret_rotations = IntCounterVec::new(
+            Opts::new(
+                "secret_rotations_total",
+                "Secret rotations performed, by cause (scheduled or requested)",
+            ),
+            &["namespace", "policy", "secret", "cause"],
+        )?;
+        let secret_next_rotation = IntGaugeVec::new(
+            Opts::new(
+                "secret_next_rotation_timestamp_seconds",
+                "Unix time at which each managed Secret's next scheduled rotation falls due",
+            ),
+            &["namespace", "policy", "secret"],
+        )?;
+        let check_failed = IntGaugeVec::new(
+            Opts::new(
+                "policy_check_failed",
+                "1 while a check of a policy's compliance report fails, 0 while it passes",
+            ),
+            &["namespace", "policy", "check"],
+        )?;
+        registry.register(Box::new(check_failed.clone()))?;
+        let leader = IntGauge::new(
+            "leader",
+            "1 while this replica is the leader and reconciles, 0 while it follows",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(secret_rotations.clone()))?;
+        registry.register(Box::new(secret_next_rotation.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(compliance_score.clone()))?;
+        registry.register(Box::new(reconcile_failures.clone()))?;
         registry.register(Box::new(applied_objects.clone()))?;
         registry.register(Box::new(conflicts.clone()))?;
         Ok(Metrics {
@@ -79,8 +126,13 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             compliance_score,
+            reconcile_failures,
             applied_objects,
             conflicts,
+            secret_rotations,
+            secret_next_rotation,
+            leader,
+            check_failed,
         })
     }
 

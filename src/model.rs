@@ -8,6 +8,24 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
+mod alerting;
+mod network;
+mod rate_limit;
+mod secrets;
+
+pub use alerting::{
+    AlertRule, AlertingSettings, COMPLIANCE_SCORE_METRIC, RECONCILE_FAILURES_METRIC,
+    built_in_alerts, parse_duration_ms,
+};
+pub use network::{NetworkRule, NetworkSettings, is_dns_label, is_port_name};
+pub use rate_limit::{
+    DEFAULT_CIPHERS, DEFAULT_HSTS, DEFAULT_TEMP_PATH, HEADER_NAMES, Rate, RateLimitSettings,
+    RealIp, Zone,
+};
+pub use secrets::{
+    KeySpec, ManagedSecret, PREVIOUS_SUFFIX, Restart, RotateRequest, SecretSettings, parse_interval,
+};
+
 use crate::compliance::{Capability, ids_of};
 use crate::crd::{
     AddCapability, AppArmorProfileSpec, Exemption, GoREALSecurityPolicy, Level, Mode,
@@ -33,6 +51,20 @@ pub struct ValidatedPolicy {
     pub selector: Selector,
     /// Pod security settings, when that capability is managed.
     pub pod_security: Option<PodSecuritySettings>,
+    /// Network isolation settings, when that capability is managed.
+    pub network: Option<NetworkSettings>,
+    /// Rate limits and response hardening, when that capability is managed.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Alert rules, when that capability is managed.
+    pub alerting: Option<AlertingSettings>,
+    /// Generated Secrets, when that capability is managed.
+    pub secrets: Option<SecretSettings>,
+    /// The rotation request of the policy's rotate-now annotation, if any.
+    pub rotate_request: Option<RotateRequest>,
+    /// The selector as written, for objects that carry it (NetworkPolicy pod selectors).
+    pub label_selector: LabelSelector,
+    /// The lowest severity whose failing check makes the policy not Compliant.
+    pub fail_on: crate::crd::Severity,
 }
 
 /// Validated pod security settings.
@@ -97,6 +129,14 @@ enum Requirement {
 }
 
 impl Selector {
+    /// Parses a selector read from the cluster; `None` when it is malformed (it then selects
+    /// nothing, as the API server would never have accepted it).
+    pub fn from_label_selector(selector: &LabelSelector) -> Option<Selector> {
+        let mut problems = Problems(Vec::new());
+        let parsed = parse_selector(Some(selector), "selector", &mut problems);
+        problems.0.is_empty().then_some(parsed)
+    }
+
     /// Whether the labels satisfy every term; the empty selector matches everything.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.match_labels
@@ -152,6 +192,19 @@ pub fn validate(policy: &GoREALSecurityPolicy) -> Result<ValidatedPolicy, Vec<Va
     let namespace = policy.namespace().unwrap_or_default();
     if namespace.is_empty() {
         problems.add("metadata.namespace", "a policy must live in a namespace");
+    } else if !is_dns_label(&namespace) {
+        // Only possible in files given to `render`; names end up in object names and PromQL.
+        problems.add(
+            "metadata.namespace",
+            format!("{namespace:?} is not a namespace name"),
+        );
+    }
+    let name = policy.name_any();
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(is_dns_label) {
+        problems.add(
+            "metadata.name",
+            format!("{name:?} is not an object name (a DNS subdomain)"),
+        );
     }
     let selector = parse_selector(
         policy.spec.selector.as_ref(),
@@ -163,6 +216,22 @@ pub fn validate(policy: &GoREALSecurityPolicy) -> Result<ValidatedPolicy, Vec<Va
         .pod_security
         .as_ref()
         .map(|spec| validate_pod_security(spec, &mut problems));
+    let network =
+        policy.spec.network_policy.as_ref().map(|spec| {
+            network::validate_network(spec, policy.spec.selector.as_ref(), &mut problems)
+        });
+    let rate_limit =
+        policy.spec.rate_limiting.as_ref().map(|spec| {
+            rate_limit::validate_rate_limiting(spec, pod_security.as_ref(), &mut problems)
+        });
+    let alerting = policy.spec.alerting.as_ref().map(|spec| {
+        alerting::validate_alerting(spec, &namespace, &policy.name_any(), &mut problems)
+    });
+    let secrets = policy
+        .spec
+        .secret_rotation
+        .as_ref()
+        .map(|spec| secrets::validate_secrets(spec, &mut problems));
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -175,6 +244,21 @@ pub fn validate(policy: &GoREALSecurityPolicy) -> Result<ValidatedPolicy, Vec<Va
         force: policy.spec.force,
         selector,
         pod_security,
+        network,
+        rate_limit,
+        alerting,
+        secrets,
+        rotate_request: policy
+            .annotations()
+            .get(crate::names::ROTATE_NOW_ANNOTATION)
+            .and_then(|value| RotateRequest::parse(value)),
+        label_selector: policy.spec.selector.clone().unwrap_or_default(),
+        fail_on: policy
+            .spec
+            .compliance
+            .as_ref()
+            .and_then(|c| c.fail_on)
+            .unwrap_or(crate::crd::Severity::Low),
     })
 }
 

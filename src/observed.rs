@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 
@@ -18,6 +20,128 @@ pub struct Observed {
     pub workloads: Vec<Workload>,
     /// Names of the policies that exist in the namespace, this one included.
     pub policies: BTreeSet<String>,
+    /// NetworkPolicies of the namespace: the operator's and everyone else's.
+    pub network_policies: Vec<NetworkPolicy>,
+    /// The cluster DNS Service(s): `kube-system` Services labelled `k8s-app=kube-dns`.
+    pub dns_services: Vec<Service>,
+    /// EndpointSlices of the `kubernetes` Service in `default`: the API server's addresses.
+    pub api_server_slices: Vec<EndpointSlice>,
+    /// Generated objects of the namespace whose kinds are watched by the operator's managed-by
+    /// label (ConfigMaps, PrometheusRules, BackendTrafficPolicies), as JSON with `apiVersion`
+    /// and `kind`; each planner picks its own by component label.
+    pub generated_objects: Vec<serde_json::Value>,
+    /// The `monitoring.coreos.com/v1` PrometheusRule API is served.
+    pub prometheus_rule_api: bool,
+    /// Ingresses of the namespace (for ingress-nginx rate limit annotations).
+    pub ingresses: Vec<IngressInfo>,
+    /// HTTPRoutes of the namespace (for the Envoy Gateway rate limit policy).
+    pub http_routes: Vec<RouteInfo>,
+    /// Envoy Gateway's `gateway.envoyproxy.io/v1alpha1` BackendTrafficPolicy API is served.
+    pub traffic_policy_api: bool,
+    /// The `wgpolicyk8s.io/v1alpha2` PolicyReport API is served.
+    pub policy_report_api: bool,
+    /// Secrets of the namespace that the policy names or that carry the operator's managed-by
+    /// label: metadata only, never values.
+    pub secrets: Vec<SecretMeta>,
+    /// The time of the snapshot: rotations fall due against it.
+    pub now: jiff::Timestamp,
+}
+
+/// A Secret's metadata, as the secrets planner reads it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecretMeta {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// UID.
+    pub uid: Option<String>,
+    /// resourceVersion.
+    pub resource_version: Option<String>,
+    /// Creation time.
+    pub created: Option<jiff::Timestamp>,
+}
+
+impl SecretMeta {
+    /// The Secret's metadata view.
+    pub fn from_meta(meta: &ObjectMeta) -> SecretMeta {
+        SecretMeta {
+            name: meta.name.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+/// Namespace of the cluster DNS Service.
+pub const DNS_NAMESPACE: &str = "kube-system";
+/// Label that marks the cluster DNS Service (CoreDNS and kube-dns alike).
+pub const DNS_SERVICE_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+/// Namespace of the `kubernetes` Service.
+pub const API_SERVER_NAMESPACE: &str = "default";
+/// Label that ties EndpointSlices to their Service, and the API server Service's name.
+pub const API_SERVER_SLICE_LABEL: (&str, &str) = ("kubernetes.io/service-name", "kubernetes");
+
+/// An HTTPRoute, as the rate limit planner reads it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteInfo {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The parts of an Ingress the rate limit planner reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngressInfo {
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Every path its rules route (`/` for a default backend or a rule without paths).
+    pub paths: Vec<String>,
+    /// `metadata.resourceVersion`: a refused patch is retried once the Ingress changes (its
+    /// annotations included, which do not move the generation).
+    pub resource_version: Option<String>,
+}
+
+impl IngressInfo {
+    /// The planner's view of an Ingress.
+    pub fn from_ingress(ingress: &k8s_openapi::api::networking::v1::Ingress) -> IngressInfo {
+        let spec = ingress.spec.clone().unwrap_or_default();
+        let mut paths: Vec<String> = spec
+            .rules
+            .iter()
+            .flatten()
+            .flat_map(|rule| match &rule.http {
+                Some(http) => http
+                    .paths
+                    .iter()
+                    .map(|p| p.path.clone().unwrap_or_else(|| "/".into()))
+                    .collect(),
+                None => vec!["/".to_string()],
+            })
+            .collect();
+        if spec.default_backend.is_some() {
+            paths.push("/".into());
+        }
+        paths.sort();
+        paths.dedup();
+        IngressInfo {
+            name: ingress.metadata.name.clone().unwrap_or_default(),
+            labels: ingress.metadata.labels.clone().unwrap_or_default(),
+            annotations: ingress.metadata.annotations.clone().unwrap_or_default(),
+            paths,
+            resource_version: ingress.metadata.resource_version.clone(),
+        }
+    }
 }
 
 /// The parts of the Namespace object the planners read.
@@ -112,6 +236,8 @@ pub struct Workload {
     pub annotations: BTreeMap<String, String>,
     /// Owner references.
     pub owner_references: Vec<OwnerReference>,
+    /// Creation time, when known.
+    pub created: Option<jiff::Timestamp>,
     /// The pod template.
     pub template: PodTemplateSpec,
 }
@@ -178,6 +304,7 @@ pub trait WorkloadResource {
             generation: meta.generation,
             annotations: meta.annotations.clone().unwrap_or_default(),
             owner_references: meta.owner_references.clone().unwrap_or_default(),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
             template: self.template()?.clone(),
         })
     }
@@ -252,6 +379,7 @@ mod tests {
                 controller: Some(true),
                 block_owner_deletion: None,
             }],
+            created: None,
             template: PodTemplateSpec::default(),
         }
     }

@@ -6,14 +6,19 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::crd::{GoREALSecurityPolicy, Mode};
 use crate::model;
-use crate::observed::{NamespaceState, Observed, Workload, WorkloadResource};
+use crate::observed::{
+    IngressInfo, NamespaceState, Observed, RouteInfo, SecretMeta, Workload, WorkloadResource,
+};
 use crate::policy;
 use crate::status::{self, Outcome};
 
@@ -64,6 +69,65 @@ pub struct Manifests {
     pub workloads: Vec<(Option<String>, Workload)>,
     /// Namespaces.
     pub namespaces: Vec<Namespace>,
+    /// NetworkPolicies already in place.
+    pub network_policies: Vec<NetworkPolicy>,
+    /// Services (the cluster DNS Service is read from them).
+    pub services: Vec<Service>,
+    /// EndpointSlices (the API server's addresses are read from them).
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// The PrometheusRule CRD is among the manifests: alert rules render as a PrometheusRule.
+    pub prometheus_rule_crd: bool,
+    /// Metadata of the Secrets among the manifests (their values are never kept).
+    pub secrets: Vec<(Option<String>, SecretMeta)>,
+    /// Ingresses with their namespace (absent: the policy's).
+    pub ingresses: Vec<(Option<String>, IngressInfo)>,
+    /// HTTPRoutes with their namespace (absent: the policy's).
+    pub http_routes: Vec<(Option<String>, RouteInfo)>,
+    /// Envoy Gateway's BackendTrafficPolicy CRD is among the manifests.
+    pub traffic_policy_crd: bool,
+    /// Where each object came from, for reports that point at a file and line.
+    pub sources: Vec<Source>,
+    /// Kinds of the documents that were skipped (nothing reads them), with their counts.
+    pub skipped_kinds: std::collections::BTreeMap<String, usize>,
+}
+
+/// The file and line of one object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Source {
+    /// Kind.
+    pub kind: String,
+    /// Namespace as written (absent: the policy's).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The file.
+    pub path: String,
+    /// 1-based line where its document starts.
+    pub line: usize,
+}
+
+/// The 1-based first line of each document of a multi-document YAML text. Segments with no
+/// content (only comments or blank lines) are no document, as the parser sees it.
+fn document_lines(text: &str) -> Vec<usize> {
+    // (first line of the segment, whether it has content)
+    let mut segments = vec![(1, false)];
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if line.starts_with("---") {
+            segments.push((i + 2, false));
+        } else if !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+            && !trimmed.starts_with('%')
+            && let Some(last) = segments.last_mut()
+        {
+            last.1 = true;
+        }
+    }
+    segments
+        .into_iter()
+        .filter(|(_, content)| *content)
+        .map(|(line, _)| line)
+        .collect()
 }
 
 /// The YAML files under the given paths: files as given, directories searched recursively for
@@ -121,10 +185,29 @@ pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<
             path: path.clone(),
             message: e.to_string().trim_start_matches("error: ").to_string(),
         })?;
+    let lines = document_lines(text);
     for (i, document) in documents.into_iter().enumerate() {
         if document.is_null() {
             continue;
         }
+        let source = Source {
+            kind: document
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            namespace: document
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            name: document
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            path: path.clone(),
+            line: lines.get(i).copied().unwrap_or(1),
+        };
         let kind = document
             .get("kind")
             .and_then(Value::as_str)
@@ -175,10 +258,58 @@ pub fn parse_into(file: &Path, text: &str, manifests: &mut Manifests) -> Result<
         match (kind.as_str(), parse_workload) {
             ("GoREALSecurityPolicy", _) => manifests.policies.push(typed(document).map_err(error)?),
             ("Namespace", _) => manifests.namespaces.push(typed(document).map_err(error)?),
+            ("NetworkPolicy", _) => manifests
+                .network_policies
+                .push(typed(document).map_err(error)?),
+            ("Service", _) => manifests.services.push(typed(document).map_err(error)?),
+            ("CustomResourceDefinition", _) if name == "prometheusrules.monitoring.coreos.com" => {
+                manifests.prometheus_rule_crd = true;
+            }
+            ("CustomResourceDefinition", _)
+                if name == "backendtrafficpolicies.gateway.envoyproxy.io" =>
+            {
+                manifests.traffic_policy_crd = true;
+            }
+            ("HTTPRoute", _) => {
+                let metadata: ObjectMeta =
+                    typed(document.get("metadata").cloned().unwrap_or_default()).map_err(error)?;
+                manifests.http_routes.push((
+                    metadata.namespace.clone(),
+                    RouteInfo {
+                        name: metadata.name.clone().unwrap_or_default(),
+                        labels: metadata.labels.clone().unwrap_or_default(),
+                    },
+                ));
+            }
+            ("Secret", _) => {
+                let metadata: ObjectMeta =
+                    typed(document.get("metadata").cloned().unwrap_or_default()).map_err(error)?;
+                manifests
+                    .secrets
+                    .push((metadata.namespace.clone(), SecretMeta::from_meta(&metadata)));
+            }
+            ("Ingress", _) => {
+                let ingress: k8s_openapi::api::networking::v1::Ingress =
+                    typed(document).map_err(error)?;
+                manifests.ingresses.push((
+                    ingress.metadata.namespace.clone(),
+                    IngressInfo::from_ingress(&ingress),
+                ));
+            }
+            ("EndpointSlice", _) => manifests
+                .endpoint_slices
+                .push(typed(document).map_err(error)?),
             (_, Some(parse)) => manifests.workloads.push(parse(document).map_err(error)?),
             // Kinds the operator does not read (Services, ConfigMaps, ...).
-            (_, None) => {}
+            (_, None) => {
+                *manifests
+                    .skipped_kinds
+                    .entry(source.kind.clone())
+                    .or_default() += 1;
+                continue;
+            }
         }
+        manifests.sources.push(source);
     }
     Ok(())
 }
@@ -202,16 +333,28 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
         let mut raw = raw.clone();
         let namespace = raw.namespace().unwrap_or_else(|| "default".into());
         raw.metadata.namespace = Some(namespace.clone());
-        let observed = observed_for(manifests, &namespace);
+        let mut observed = observed_for(manifests, &namespace);
+        observed.now = now;
         let outcome = match model::validate(&raw) {
             Err(problems) => {
                 all_valid = false;
                 Outcome::Invalid(model::describe(&problems))
             }
             Ok(validated) => {
-                let desired = policy::plan(&validated, &observed);
                 let enforce = validated.mode == Mode::Enforce;
                 let mut resources = Vec::new();
+                if enforce {
+                    for secret in created_secrets(&validated, &mut observed)? {
+                        resources.push(policy::secrets::secret_reference(&secret));
+                        documents.push(serde_json::to_value(&secret).map_err(|e| {
+                            RenderError::Yaml {
+                                path: "<output>".into(),
+                                message: e.to_string(),
+                            }
+                        })?);
+                    }
+                }
+                let desired = policy::plan(&validated, &observed);
                 if enforce {
                     for patch in &desired.workload_patches {
                         documents.push(patch.body.clone());
@@ -225,6 +368,14 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                         documents.push(body);
                         resources.push(policy::namespace_ref(&namespace));
                     }
+                    for patch in desired.rate_limit.iter().flat_map(|p| &p.ingress_patches) {
+                        documents.push(patch.body.clone());
+                        resources.push(patch.resource_ref());
+                    }
+                    for object in desired.generated.iter().filter(|g| !g.taken) {
+                        documents.push(object.body.clone());
+                        resources.push(object.resource_ref());
+                    }
                 }
                 resources.sort();
                 let (compliance, workloads) = policy::report(
@@ -233,6 +384,8 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                     &|_| true,
                     &policy::Refusals::default(),
                 );
+                let alert_rules = desired.alert_rules_state(&validated, &|_| true);
+                let rate_limits = desired.rate_limits_state(&validated, &|_| true);
                 Outcome::Planned {
                     audit: !enforce,
                     conflicts: vec![],
@@ -240,6 +393,14 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
                     compliance,
                     workloads,
                     resources,
+                    alert_rules,
+                    rate_limits,
+                    fail_on: validated.fail_on,
+                    secrets: desired
+                        .secrets
+                        .as_ref()
+                        .map(policy::secrets::status)
+                        .unwrap_or_default(),
                 }
             }
         };
@@ -258,7 +419,8 @@ pub fn render(manifests: &Manifests, now: Timestamp) -> Result<Rendered, RenderE
     Ok(Rendered { yaml, all_valid })
 }
 
-fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
+/// What the planners may know about `namespace` from the manifests.
+pub fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
     let labels = manifests
         .namespaces
         .iter()
@@ -279,11 +441,72 @@ fn observed_for(manifests: &Manifests, namespace: &str) -> Observed {
             .filter(|p| p.namespace().as_deref().unwrap_or("default") == namespace)
             .map(|p| p.name_any())
             .collect(),
-        workloads: manifests
-            .workloads
+        workloads: in_namespace(&manifests.workloads, namespace),
+        network_policies: manifests
+            .network_policies
             .iter()
-            .filter(|(ns, _)| ns.as_deref().unwrap_or(namespace) == namespace)
-            .map(|(_, w)| w.clone())
+            .filter(|p| p.metadata.namespace.as_deref().unwrap_or(namespace) == namespace)
+            .map(|p| {
+                let mut p = p.clone();
+                p.metadata.namespace = Some(namespace.into());
+                p
+            })
             .collect(),
+        dns_services: manifests.services.clone(),
+        api_server_slices: manifests.endpoint_slices.clone(),
+        generated_objects: Vec::new(),
+        prometheus_rule_api: manifests.prometheus_rule_crd,
+        secrets: in_namespace(&manifests.secrets, namespace),
+        ingresses: in_namespace(&manifests.ingresses, namespace),
+        http_routes: in_namespace(&manifests.http_routes, namespace),
+        traffic_policy_api: manifests.traffic_policy_crd,
+        policy_report_api: false,
+        now: Timestamp::UNIX_EPOCH,
     }
+}
+
+/// The items of `namespace` (an item without one is in every policy's namespace).
+fn in_namespace<T: Clone>(items: &[(Option<String>, T)], namespace: &str) -> Vec<T> {
+    items
+        .iter()
+        .filter(|(ns, _)| ns.as_deref().unwrap_or(namespace) == namespace)
+        .map(|(_, item)| item.clone())
+        .collect()
+}
+
+/// The Secrets the policy would create, without their values (render never prints generated
+/// values), recorded in `observed` as created. Existing Secrets are rotated only in a cluster.
+fn created_secrets(
+    policy: &model::ValidatedPolicy,
+    observed: &mut Observed,
+) -> Result<Vec<Secret>, RenderError> {
+    let Some(settings) = &policy.secrets else {
+        return Ok(Vec::new());
+    };
+    let mut created = Vec::new();
+    for secret in &settings.secrets {
+        let live = observed.secrets.iter().find(|s| s.name == secret.name);
+        let planned = policy::secrets::plan_one(policy, secret, live, observed.now);
+        if planned.action != Some(policy::secrets::SecretAction::Create) {
+            continue;
+        }
+        let mut content = policy::secrets::secret_content(
+            policy,
+            secret,
+            None,
+            &policy::secrets::SecretAction::Create,
+            observed.now,
+            &mut |key| crate::secret_value::generate(key.length, key.charset),
+        )
+        .map_err(|e| RenderError::Yaml {
+            path: "<output>".into(),
+            message: e.to_string(),
+        })?;
+        content.data = None;
+        let mut meta = SecretMeta::from_meta(&content.metadata);
+        meta.created = Some(observed.now);
+        observed.secrets.push(meta);
+        created.push(content);
+    }
+    Ok(created)
 }

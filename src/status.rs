@@ -16,6 +16,10 @@ pub mod conditions {
     pub const COMPLIANT: &str = "Compliant";
     /// The last reconcile hit transient API errors.
     pub const DEGRADED: &str = "Degraded";
+    /// Where the alert rules were written (only with an `alerting` section).
+    pub const ALERT_RULES: &str = "AlertRules";
+    /// Which rate limit outputs were written (only with a `rateLimiting` section).
+    pub const RATE_LIMITS: &str = "RateLimits";
 }
 
 /// Condition and event reasons.
@@ -40,10 +44,37 @@ pub mod reasons {
     pub const API_HEALTHY: &str = "ApiHealthy";
     /// API requests failed transiently and are retried.
     pub const API_ERRORS: &str = "ApiErrors";
+    /// The alert rules object could not be written.
+    pub const NOT_IN_PLACE: &str = "NotInPlace";
+    /// A managed Secret was generated.
+    pub const SECRET_CREATED: &str = "SecretCreated";
+    /// A foreign Secret was taken over.
+    pub const SECRET_ADOPTED: &str = "SecretAdopted";
+    /// A managed Secret got new values.
+    pub const SECRET_ROTATED: &str = "SecretRotated";
+    /// Keys the spec added were generated into a managed Secret.
+    pub const SECRET_KEYS_ADDED: &str = "SecretKeysAdded";
+    /// A Secret name is held by a Secret the policy may not take.
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// Consumers of rotated Secrets got their restart markers.
+    pub const CONSUMERS_RESTARTED: &str = "ConsumersRestarted";
 }
 
-/// What one reconcile found, as input to the status.
+/// The content of a condition that says where an output went (`AlertRules`, `RateLimits`).
 #[derive(Clone, Debug, PartialEq)]
+pub struct OutputState {
+    /// The output is in place.
+    pub in_place: bool,
+    /// The reason when in place, such as the kind written (`PrometheusRule`, `ConfigMap`).
+    pub kind: String,
+    /// What was written and what reads it.
+    pub message: String,
+}
+
+/// What one reconcile found, as input to the status. Built once per reconcile, so the size
+/// difference between the variants does not matter.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// The spec is invalid; the message lists every problem.
     Invalid(String),
@@ -61,6 +92,14 @@ pub enum Outcome {
         workloads: WorkloadsStatus,
         /// Objects written to.
         resources: Vec<ResourceRef>,
+        /// The alert rules' destination, when alerting is managed.
+        alert_rules: Option<OutputState>,
+        /// The rate limit outputs, when rate limiting is managed.
+        rate_limits: Option<OutputState>,
+        /// The managed Secrets' versions and restarts.
+        secrets: Vec<crate::crd::SecretStatus>,
+        /// The lowest severity whose failure makes the policy not Compliant.
+        fail_on: crate::crd::Severity,
     },
 }
 
@@ -122,6 +161,7 @@ pub fn build(
             compliance: None,
             workloads: None,
             resources: Vec::new(),
+            secrets: Vec::new(),
         },
         Outcome::Planned {
             audit,
@@ -130,6 +170,10 @@ pub fn build(
             compliance,
             workloads,
             resources,
+            alert_rules,
+            rate_limits,
+            secrets,
+            fail_on,
         } => {
             let ready = if !rejected.is_empty() {
                 condition(
@@ -163,33 +207,75 @@ pub fn build(
                     format!("{} workload(s) governed", workloads.matched),
                 )
             };
-            let failing: Vec<&str> = compliance
-                .checks
-                .iter()
-                .filter(|c| c.result == CheckResult::Fail)
-                .map(|c| c.id.as_str())
-                .collect();
+            let (failing, below): (Vec<&crate::crd::CheckStatus>, Vec<&crate::crd::CheckStatus>) =
+                compliance
+                    .checks
+                    .iter()
+                    .filter(|c| c.result == CheckResult::Fail)
+                    .partition(|c| c.severity >= *fail_on);
+            let ids = |checks: &[&crate::crd::CheckStatus]| {
+                checks
+                    .iter()
+                    .map(|c| c.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let below = if below.is_empty() {
+                String::new()
+            } else {
+                format!("; failing below {fail_on:?}: {}", ids(&below))
+            };
             let compliant = if failing.is_empty() {
                 condition(
                     conditions::COMPLIANT,
                     true,
                     reasons::ALL_CHECKS_PASS,
-                    format!("score {}: no check fails", compliance.score),
+                    if below.is_empty() {
+                        format!("score {}: no check fails", compliance.score)
+                    } else {
+                        format!(
+                            "score {}: no check at or above {fail_on:?} fails{below}",
+                            compliance.score
+                        )
+                    },
                 )
             } else {
                 condition(
                     conditions::COMPLIANT,
                     false,
                     reasons::CHECKS_FAILING,
-                    format!("score {}: failing {}", compliance.score, failing.join(", ")),
+                    format!(
+                        "score {}: failing {}{below}",
+                        compliance.score,
+                        ids(&failing)
+                    ),
                 )
             };
+            let mut conditions = vec![ready, compliant, degraded_condition];
+            for (type_, output) in [
+                (conditions::ALERT_RULES, alert_rules),
+                (conditions::RATE_LIMITS, rate_limits),
+            ] {
+                let Some(output) = output else { continue };
+                let reason = if output.in_place {
+                    output.kind.as_str()
+                } else {
+                    reasons::NOT_IN_PLACE
+                };
+                conditions.push(condition(
+                    type_,
+                    output.in_place,
+                    reason,
+                    output.message.clone(),
+                ));
+            }
             GoREALSecurityPolicyStatus {
                 observed_generation: generation,
-                conditions: vec![ready, compliant, degraded_condition],
+                conditions,
                 compliance: Some(compliance.clone()),
                 workloads: Some(workloads.clone()),
                 resources: resources.clone(),
+                secrets: secrets.clone(),
             }
         }
     }
@@ -267,7 +353,68 @@ mod tests {
             compliance,
             workloads: WorkloadsStatus::default(),
             resources: vec![],
+            alert_rules: None,
+            rate_limits: None,
+            secrets: vec![],
+            fail_on: crate::crd::Severity::Low,
         }
+    }
+
+    #[test]
+    fn compliant_ignores_failures_below_the_configured_severity_but_says_them() {
+        let Outcome::Planned { mut compliance, .. } = planned(true) else {
+            panic!("planned");
+        };
+        compliance.checks[0].severity = crate::crd::Severity::Medium;
+        let outcome = |fail_on| match planned(true) {
+            Outcome::Planned {
+                audit,
+                conflicts,
+                rejected,
+                workloads,
+                resources,
+                alert_rules,
+                rate_limits,
+                secrets,
+                ..
+            } => Outcome::Planned {
+                audit,
+                conflicts,
+                rejected,
+                workloads,
+                resources,
+                alert_rules,
+                rate_limits,
+                secrets,
+                compliance: compliance.clone(),
+                fail_on,
+            },
+            other => other,
+        };
+        let compliant = |fail_on| {
+            let status = build(
+                None,
+                Some(1),
+                &outcome(fail_on),
+                None,
+                Timestamp::UNIX_EPOCH,
+            );
+            let c = status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == conditions::COMPLIANT)
+                .unwrap();
+            (c.status, c.message)
+        };
+        let (status, message) = compliant(crate::crd::Severity::Medium);
+        assert_eq!(status, "False");
+        assert!(message.contains("failing pod.privileged"), "{message}");
+        let (status, message) = compliant(crate::crd::Severity::High);
+        assert_eq!(status, "True");
+        assert!(
+            message.contains("failing below High: pod.privileged"),
+            "{message}"
+        );
     }
 
     #[test]

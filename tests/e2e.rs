@@ -7,8 +7,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Operator, setup, wait_for, wait_until, yaml};
-use goreal_operator::crd::{CheckResult, GoREALSecurityPolicy, GoREALSecurityPolicyStatus};
+use common::{
+    Operator, check, condition, condition_message, create_policy, setup, wait_status, wait_until,
+    yaml,
+};
+use goreal_operator::crd::{CheckResult, GoREALSecurityPolicy};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, PodTemplateSpec};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -31,11 +34,14 @@ spec:
         - name: setup
           image: busybox:1.36.1
           command: [sh, -c, "true"]
+          resources: {limits: {cpu: 100m, memory: 64Mi}}
       containers:
         - name: app
           image: nginx:1.27.3
           ports:
             - containerPort: 80
+          # Limits are the one thing the operator checks but cannot set for a workload.
+          resources: {limits: {cpu: 500m, memory: 128Mi}}
 "#;
 
 fn policy(name: &str, extra: &str) -> GoREALSecurityPolicy {
@@ -44,61 +50,11 @@ fn policy(name: &str, extra: &str) -> GoREALSecurityPolicy {
     ))
 }
 
-async fn create_policy(client: &Client, namespace: &str, policy: &GoREALSecurityPolicy) {
-    let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), policy)
-        .await
-        .expect("create policy");
-}
-
 async fn create_deployment(client: &Client, namespace: &str, text: &str) -> Deployment {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     api.create(&PostParams::default(), &yaml(text))
         .await
         .expect("create deployment")
-}
-
-/// Waits until the policy's status describes its current generation and satisfies `accept`.
-async fn wait_status(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    what: &str,
-    accept: impl Fn(&GoREALSecurityPolicyStatus) -> bool,
-) -> GoREALSecurityPolicyStatus {
-    let api: Api<GoREALSecurityPolicy> = Api::namespaced(client.clone(), namespace);
-    wait_for(
-        what,
-        || async { api.get(name).await.ok() },
-        |policy: &GoREALSecurityPolicy| {
-            let status = policy.status.as_ref()?;
-            (status.observed_generation == policy.metadata.generation && accept(status))
-                .then(|| status.clone())
-        },
-    )
-    .await
-}
-
-fn condition<'a>(
-    status: &'a GoREALSecurityPolicyStatus,
-    type_: &str,
-) -> Option<(&'a str, &'a str)> {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-fn check<'a>(
-    status: &'a GoREALSecurityPolicyStatus,
-    id: &str,
-) -> &'a goreal_operator::crd::CheckStatus {
-    status
-        .compliance
-        .as_ref()
-        .and_then(|c| c.checks.iter().find(|check| check.id == id))
-        .unwrap_or_else(|| panic!("no check {id} in {status:?}"))
 }
 
 async fn deployment(client: &Client, namespace: &str, name: &str) -> Deployment {
@@ -300,7 +256,12 @@ async fn a_converged_world_is_reconciled_without_any_write() {
     create_deployment(&client, &ns, INSECURE).await;
     let operator = Operator::start(&ns).await;
     // 1024Mi comes back from the API server as 1Gi: still converged.
-    let mut quiet = policy("baseline", "");
+    // Network policies too: their live form (with the API server's defaults) must count as
+    // current.
+    let mut quiet = policy(
+        "baseline",
+        "  networkPolicy:\n    defaultDeny: [Ingress, Egress]\n    ingress:\n    - name: web\n      ports: [{port: 80}, {port: http, protocol: TCP}]\n      from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}, {namespaceSelector: {}, podSelector: {matchLabels: {a: b}}}]\n    - name: any\n      ports: [{port: 8000, endPort: 8100}]\n      allowAll: true\n",
+    );
     quiet
         .spec
         .pod_security
@@ -321,8 +282,8 @@ async fn a_converged_world_is_reconciled_without_any_write() {
     operator.reconcile_all_and_wait().await;
     let converging = operator.take_writes();
     assert!(
-        !converging.is_empty(),
-        "the first pass must have written something"
+        converging.iter().any(|w| w.contains("/networkpolicies/")),
+        "the first pass must have written the network policies: {converging:?}"
     );
     operator.reconcile_all_and_wait().await;
     operator.reconcile_all_and_wait().await;
@@ -441,11 +402,6 @@ async fn a_field_held_by_another_manager_is_reported_not_fought_over() {
 #[tokio::test]
 async fn the_api_server_refuses_specs_the_schema_rules_out() {
     let (client, ns) = setup("schema").await;
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &ns,
-        &kube::core::ApiResource::erase::<GoREALSecurityPolicy>(&()),
-    );
     let cases = [
         ("mode: Sometimes", "spec.mode"),
         (
@@ -488,21 +444,80 @@ async fn the_api_server_refuses_specs_the_schema_rules_out() {
             "podSecurity: {seccompProfile: {type: Localhost}}",
             "localhostProfile is required",
         ),
+        (
+            "networkPolicy: {ingress: [{name: a, from: [{ipBlock: {cidr: 10.0.0.1/8}}]}]}",
+            "must have no host bits set",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, from: [{ipBlock: {cidr: '2001:db8::/32', except: [10.0.0.0/8]}}]}]}",
+            "every except must be a network address",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, ports: [{port: 80}]}]}",
+            "from is empty, which admits every source",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, allowAll: true, ports: [{port: http, endPort: 90}]}]}",
+            "endPort needs a numeric port",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, allowAll: true, ports: [{port: 70000}]}]}",
+            "port must be between 1 and 65535",
+        ),
+        (
+            "networkPolicy: {defaultDeny: [Ingress], egress: [{name: a, allowAll: true}]}",
+            "egress rules need Egress in defaultDeny",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, allowAll: true}, {name: a, allowAll: true}]}",
+            "ingress rule names must be unique",
+        ),
+        (
+            "networkPolicy: {ingress: [{name: a, from: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]}",
+            "a peer is either an ipBlock",
+        ),
+        (
+            "networkPolicy: {defaultDeny: [Egress], egress: [{name: a, ports: [{port: https}], to: [{ipBlock: {cidr: 10.0.0.0/8}}]}]}",
+            "an ipBlock destination cannot resolve a port name",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a}]}, {name: db, keys: [{key: b}]}]}",
+            "secret names must be unique",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a}, {key: a}]}]}",
+            "keys must be unique",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a, length: 8}]}]}",
+            "spec.secretRotation.secrets[0].keys[0].length",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a.previous}]}]}",
+            "keys ending in .previous hold previous values",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a}], interval: 90 days}]}",
+            "spec.secretRotation.secrets[0].interval",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a}], restart: {strategy: Selector}}]}",
+            "selector is required for strategy Selector",
+        ),
+        (
+            "secretRotation: {secrets: [{name: db, keys: [{key: a, charset: emoji}]}]}",
+            "spec.secretRotation.secrets[0].keys[0].charset",
+        ),
+        (
+            "secretRotation: {secrets: [{name: DB, keys: [{key: a}]}]}",
+            "spec.secretRotation.secrets[0].name",
+        ),
     ];
-    for (i, (spec, expected)) in cases.iter().enumerate() {
-        let body: DynamicObject = yaml(&format!(
-            "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata:\n  name: bad-{i}\nspec:\n  {spec}\n"
-        ));
-        let error = api
-            .create(&PostParams::default(), &body)
-            .await
-            .expect_err(spec)
-            .to_string();
-        assert!(
-            error.contains(expected),
-            "{spec}: expected {expected:?} in {error}"
-        );
-    }
+    let cases: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(spec, expected)| (spec.to_string(), *expected))
+        .collect();
+    common::assert_schema_refuses(&client, &ns, &cases).await;
 }
 
 #[tokio::test]
@@ -520,12 +535,7 @@ async fn an_invalid_policy_is_not_ready_and_applies_nothing() {
         condition(s, "Ready") == Some(("False", "InvalidSpec"))
     })
     .await;
-    let message = &status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .expect("ready")
-        .message;
+    let message = condition_message(&status, "Ready");
     assert!(message.contains("spec.selector.matchLabels"), "{message}");
     assert!(status.compliance.is_none());
     let now = deployment(&client, &ns, "insecure").await;
@@ -646,7 +656,7 @@ spec:
   template:
     metadata: {labels: {app: db}}
     spec:
-      containers: [{name: postgres, image: "postgres:16.6-alpine"}]
+      containers: [{name: postgres, image: "postgres:16.6-alpine", resources: {limits: {cpu: 1, memory: 1Gi}}}]
 ---
 apiVersion: batch/v1
 kind: CronJob
@@ -659,7 +669,7 @@ spec:
         metadata: {labels: {app: backup}}
         spec:
           restartPolicy: OnFailure
-          containers: [{name: dump, image: "postgres:16.6-alpine"}]
+          containers: [{name: dump, image: "postgres:16.6-alpine", resources: {limits: {cpu: 1, memory: 1Gi}}}]
 ---
 apiVersion: batch/v1
 kind: Job
@@ -669,7 +679,7 @@ spec:
     metadata: {labels: {app: migrate}}
     spec:
       restartPolicy: Never
-      containers: [{name: run, image: "ghcr.io/goreal/api:1.8.3"}]
+      containers: [{name: run, image: "ghcr.io/goreal/api:1.8.3", resources: {limits: {cpu: 1, memory: 1Gi}}}]
 "#;
 
 #[tokio::test]
@@ -818,6 +828,77 @@ async fn a_namespace_label_removed_by_hand_is_restored() {
             .get(enforce)
             .map(String::as_str)
             == Some("restricted")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_foreign_config_map_holding_the_rules_name_is_left_alone() {
+    // The operator's ConfigMap cache holds only its own objects; this one it must read first.
+    let (client, ns) = setup("foreigncm").await;
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), &ns);
+    let foreign: k8s_openapi::api::core::v1::ConfigMap = yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: team-alert-rules\ndata:\n  keep.yaml: precious\n",
+    );
+    let created = config_maps
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("create foreign ConfigMap");
+    let operator = Operator::start(&ns).await;
+    let policy: GoREALSecurityPolicy = yaml(
+        "apiVersion: security.goreal.io/v1alpha1\nkind: GoREALSecurityPolicy\nmetadata:\n  name: team\nspec:\n  alerting: {}\n",
+    );
+    create_policy(&client, &ns, &policy).await;
+    let status = wait_status(&client, &ns, "team", "rules not in place", |s| {
+        condition(s, "AlertRules").is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&status, "AlertRules"),
+        Some(("False", "NotInPlace"))
+    );
+    assert_eq!(
+        condition(&status, "Ready"),
+        Some(("False", "ApplyRejected"))
+    );
+    let in_place = check(&status, "alerting.rules-in-place");
+    assert_eq!(in_place.result, CheckResult::Fail);
+    assert!(
+        in_place.message.contains("409 AlreadyExists"),
+        "{}",
+        in_place.message
+    );
+    let now = config_maps.get("team-alert-rules").await.expect("foreign");
+    assert_eq!(now.resource_version(), created.resource_version());
+    assert!(now.labels().is_empty() && now.owner_references().is_empty());
+
+    // Each later look reads the name again (no watch reports on foreign ConfigMaps) but writes
+    // nothing: no apply, no repeated event, no status patch.
+    operator.reconcile_all_and_wait().await;
+    operator.take_requests();
+    operator.reconcile_all_and_wait().await;
+    assert_eq!(
+        operator.take_requests(),
+        [format!(
+            "GET /api/v1/namespaces/{ns}/configmaps/team-alert-rules"
+        )]
+    );
+
+    // Once the name is free, the policy's own ConfigMap goes in at the next look (30 s later,
+    // or at once here, where the test asks for a reconcile).
+    config_maps
+        .delete("team-alert-rules", &DeleteParams::default())
+        .await
+        .expect("delete foreign");
+    operator.reconcile_all_and_wait().await;
+    wait_until("the policy's own ConfigMap", || async {
+        config_maps
+            .get_opt("team-alert-rules")
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| !c.labels().is_empty())
     })
     .await;
 }

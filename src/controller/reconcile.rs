@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -20,18 +20,25 @@ use crate::crd::{GoREALSecurityPolicy, GoREALSecurityPolicyStatus, Mode, Resourc
 use crate::error::Error;
 use crate::model::{self, ValidatedPolicy};
 use crate::names;
-use crate::observed::{NamespaceState, Observed};
+use crate::observed::{NamespaceState, Observed, SecretMeta};
 use crate::policy::{self, Conflict, Desired, NamespacePlan, Refusals, Rejection};
 use crate::status::{self, Outcome, conditions, reasons};
 
 /// Safety net: re-check every policy this often even without events.
 const RESYNC: Duration = Duration::from_secs(3600);
+/// How soon to look again at a generated object's name held by a foreign object.
+const TAKEN_RETRY: Duration = Duration::from_secs(30);
 
 /// Reconciles one policy; the finalizer is the only top-level action.
 pub async fn reconcile(
     policy: Arc<GoREALSecurityPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    // A follower keeps its caches warm and leaves the policy alone: the leader reconciles it,
+    // and a takeover reconciles every policy again.
+    if !ctx.is_leader.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Action::await_change());
+    }
     let namespace = policy.namespace().unwrap_or_default();
     let span = info_span!(
         "reconcile",
@@ -55,8 +62,12 @@ pub async fn reconcile(
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        lock(&ctx.failures).remove(&failure_key);
+    if result.is_ok() && lock(&ctx.failures).remove(&failure_key).is_some() {
+        let (namespace, name) = failure_key.split_once('/').unwrap_or_default();
+        ctx.metrics
+            .reconcile_failures
+            .with_label_values(&[namespace, name])
+            .set(0);
     }
     result
 }
@@ -101,10 +112,81 @@ async fn gather(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Observed
         },
         workloads: ctx.workloads.in_namespace(&namespace),
         policies,
+        network_policies: ctx.network.network_policies_in(&namespace),
+        dns_services: cloned(&ctx.network.dns_services),
+        api_server_slices: cloned(&ctx.network.api_server_slices),
+        generated_objects: ctx
+            .alerting
+            .generated_objects_in(&namespace)
+            .into_iter()
+            .chain(ctx.gateway.traffic_policies_in(&namespace))
+            .chain(ctx.reports.reports_in(&namespace))
+            .collect(),
+        policy_report_api: ctx.reports.usable().await,
+        http_routes: ctx.gateway.routes_in(&namespace),
+        traffic_policy_api: ctx.gateway.traffic_policy_api(),
+        prometheus_rule_api: ctx.alerting.prometheus_rule_api(),
+        ingresses: ingresses_in(ctx, &namespace),
+        secrets: secrets_of(policy, ctx, &namespace).await?,
+        now: jiff::Timestamp::now(),
     })
 }
 
+/// Ingresses of a namespace from the watch cache, sorted by name.
+fn ingresses_in(ctx: &Context, namespace: &str) -> Vec<crate::observed::IngressInfo> {
+    let mut ingresses: Vec<_> = ctx
+        .ingresses
+        .state()
+        .iter()
+        .filter(|i| i.metadata.namespace.as_deref() == Some(namespace))
+        .map(|i| crate::observed::IngressInfo::from_ingress(i))
+        .collect();
+    ingresses.sort_by(|a, b| a.name.cmp(&b.name));
+    ingresses
+}
+
+/// Metadata of the Secrets the policy names: the operator's from the watch cache, others (not
+/// watched: they may be foreign) read by name.
+async fn secrets_of(
+    policy: &GoREALSecurityPolicy,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Vec<SecretMeta>, Error> {
+    let Some(section) = &policy.spec.secret_rotation else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<SecretMeta> = ctx
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .map(|s| SecretMeta::from_meta(&s.metadata))
+        .collect();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    for secret in &section.secrets {
+        if found.iter().any(|s| s.name == secret.name) {
+            continue;
+        }
+        if let Some(meta) = api.get_metadata_opt(&secret.name).await? {
+            found.push(SecretMeta::from_meta(&meta.metadata));
+        }
+    }
+    Ok(found)
+}
+
+fn cloned<K: Resource + Clone>(store: &kube::runtime::reflector::Store<K>) -> Vec<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|o| o.as_ref().clone()).collect()
+}
+
 async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action, Error> {
+    // Planning from a cache that has not synced would see missing cluster facts (the API
+    // server's endpoints, the DNS Service, owned objects) and prune or rewrite what is right.
+    if !ctx.caches_synced(policy).await {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let observed = gather(policy, ctx).instrument(info_span!("gather")).await?;
     let validated = match model::validate(policy) {
         Ok(validated) => validated,
@@ -116,8 +198,11 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
             return Ok(Action::await_change());
         }
     };
-    let desired = info_span!("plan").in_scope(|| policy::plan(&validated, &observed));
-    let applied = match validated.mode {
+    let mut desired = info_span!("plan").in_scope(|| policy::plan(&validated, &observed));
+    if validated.secrets.is_none() {
+        super::secrets::forget_policy(ctx, &validated.namespace, &validated.name);
+    }
+    let mut applied = match validated.mode {
         Mode::Audit => Applied::default(),
         Mode::Enforce => {
             let result = apply_desired(&validated, &desired, &observed, ctx)
@@ -143,13 +228,88 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
             }
         }
     };
+    if let Some(settled) = applied.secrets.take() {
+        desired.secrets = Some(settled);
+    }
     let in_effect = |reference: &str| !applied.not_in_effect.iter().any(|r| r == reference);
+    // A name held by an object the caches do not watch frees up without an event: look again
+    // soon rather than at the next resync.
+    let name_taken = applied
+        .refusals
+        .rejections
+        .iter()
+        .any(|r| r.reason == apply::NAME_TAKEN);
     let (compliance, workloads) =
         policy::report(&validated, &desired, &in_effect, &applied.refusals);
     ctx.metrics
         .compliance_score
         .with_label_values(&[validated.namespace.as_str(), validated.name.as_str()])
         .set(i64::from(compliance.score));
+    // Every catalogue check: a check the report no longer holds (its section removed) or skips
+    // has no series, so none stays at an old value.
+    for def in crate::compliance::CATALOGUE {
+        let labels = [
+            validated.namespace.as_str(),
+            validated.name.as_str(),
+            def.id,
+        ];
+        match compliance
+            .checks
+            .iter()
+            .find(|c| c.id == def.id)
+            .map(|c| c.result)
+        {
+            Some(crate::crd::CheckResult::Pass) => {
+                ctx.metrics.check_failed.with_label_values(&labels).set(0)
+            }
+            Some(crate::crd::CheckResult::Fail) => {
+                ctx.metrics.check_failed.with_label_values(&labels).set(1)
+            }
+            Some(crate::crd::CheckResult::Skip) | None => {
+                let _ = ctx.metrics.check_failed.remove_label_values(&labels);
+            }
+        }
+    }
+    let alert_rules = desired.alert_rules_state(&validated, &in_effect);
+    let rate_limits = desired.rate_limits_state(&validated, &in_effect);
+    let secrets = desired
+        .secrets
+        .as_ref()
+        .map(policy::secrets::status)
+        .unwrap_or_default();
+    let next_rotation = desired
+        .secrets
+        .as_ref()
+        .filter(|_| validated.mode == Mode::Enforce)
+        .and_then(|plan| plan.next_due(observed.now));
+    // The report is written in Audit mode too: reports are what Audit mode is for.
+    let mut resources = applied.resources;
+    if observed.policy_report_api {
+        let report = policy::policy_report::report_object(&validated, &compliance, &observed);
+        // Optional output: a failure to write it is logged and never holds up the status.
+        if report.taken {
+            tracing::warn!("the PolicyReport's name is held by another object");
+        } else {
+            let written = apply::apply_generated(
+                &ctx.client,
+                &validated.namespace,
+                &report,
+                &validated.name,
+                false,
+            )
+            .await;
+            match written {
+                Ok(ApplyOutcome::Applied | ApplyOutcome::Unchanged) => {
+                    resources.push(report.resource_ref());
+                    resources.sort();
+                }
+                Ok(refused) => tracing::warn!(?refused, "the PolicyReport was not written"),
+                Err(error) => {
+                    tracing::warn!(%error, "the PolicyReport was not written; retried next reconcile")
+                }
+            }
+        }
+    }
     let outcome = Outcome::Planned {
         audit: validated.mode == Mode::Audit,
         conflicts: applied
@@ -166,12 +326,30 @@ async fn reconcile_policy(policy: &GoREALSecurityPolicy, ctx: &Context) -> Resul
             .collect(),
         compliance,
         workloads,
-        resources: applied.resources,
+        resources,
+        alert_rules,
+        rate_limits,
+        secrets,
+        fail_on: validated.fail_on,
     };
     write_status(policy, ctx, &outcome)
         .instrument(info_span!("status"))
         .await?;
-    Ok(Action::requeue(RESYNC))
+    let wait = if name_taken { TAKEN_RETRY } else { RESYNC };
+    Ok(Action::requeue(
+        until_rotation(next_rotation, observed.now).map_or(wait, |due| due.min(wait)),
+    ))
+}
+
+/// Time until the next scheduled rotation (at least a second), so that the controller wakes up
+/// for it instead of polling.
+pub(super) fn until_rotation(
+    next: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Option<Duration> {
+    let left = next?.duration_since(now);
+    let left = Duration::try_from(left).unwrap_or_default();
+    Some(left.max(Duration::from_secs(1)))
 }
 
 fn describe_conflict(conflict: &Conflict) -> String {
@@ -191,15 +369,17 @@ fn describe_rejection(rejection: &Rejection) -> String {
 
 /// What the apply step achieved.
 #[derive(Default)]
-struct Applied {
-    refusals: Refusals,
-    not_in_effect: Vec<String>,
-    resources: Vec<ResourceRef>,
+pub(super) struct Applied {
+    pub(super) refusals: Refusals,
+    pub(super) not_in_effect: Vec<String>,
+    pub(super) resources: Vec<ResourceRef>,
+    /// The secrets plan as it stands after the writes.
+    pub(super) secrets: Option<crate::policy::secrets::SecretsPlan>,
 }
 
 impl Applied {
     /// Records one object's outcome; refusals are published as events the first time.
-    async fn record(
+    pub(super) async fn record(
         &mut self,
         ctx: &Context,
         policy: &ValidatedPolicy,
@@ -256,17 +436,36 @@ impl Applied {
 }
 
 /// An apply outcome and whether it is news (not the same refusal as last time).
-struct Recalled {
-    outcome: ApplyOutcome,
-    new: bool,
+pub(super) struct Recalled {
+    pub(super) outcome: ApplyOutcome,
+    pub(super) new: bool,
+}
+
+/// Which object a refusal is remembered for, against which version; `recheck` sends the request
+/// even when the same refusal is remembered (for objects no watch reports on).
+pub(super) struct Remembered {
+    pub(super) key: String,
+    pub(super) version: Option<String>,
+    pub(super) recheck: bool,
+}
+
+fn remembered(key: String, version: Option<String>) -> Remembered {
+    Remembered {
+        key,
+        version,
+        recheck: false,
+    }
 }
 
 /// Applies `body` unless the same body against the same object version was refused before, in
 /// which case the remembered refusal is returned without a request.
-async fn apply_remembered<F>(
+pub(super) async fn apply_remembered<F>(
     ctx: &Context,
-    key: String,
-    version: Option<String>,
+    Remembered {
+        key,
+        version,
+        recheck,
+    }: Remembered,
     body: &Value,
     force: bool,
     apply: F,
@@ -276,7 +475,7 @@ where
 {
     let remembered = lock(&ctx.refusals)
         .get(&key)
-        .filter(|r| r.version == version && r.body == *body && r.force == force)
+        .filter(|r| !recheck && r.version == version && r.body == *body && r.force == force)
         .map(|r| r.outcome.clone());
     if let Some(outcome) = remembered {
         return Ok(Recalled {
@@ -307,7 +506,7 @@ where
     Ok(Recalled { outcome, new })
 }
 
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -328,8 +527,22 @@ async fn apply_desired(
         namespace: namespace_plan,
         selected: _,
         governed_elsewhere: _,
+        generated,
+        prune,
+        network: _,
+        rate_limit: rate_limit_plan,
+        ingress_releases,
+        alerting: _,
+        secrets: secrets_plan,
     } = desired;
     let mut applied = Applied::default();
+    // Secrets first: consumers created with this reconcile's hardening then start on them.
+    if let (Some(settings), Some(plan)) = (&policy.secrets, secrets_plan) {
+        let settled =
+            super::secrets::apply_secrets(policy, settings, plan, observed, ctx, &mut applied)
+                .await?;
+        applied.secrets = Some(settled);
+    }
     for patch in workload_patches {
         // Keyed on the generation: status updates (rollouts, scaling) do not change the spec and
         // must not bring a refused apply back.
@@ -346,8 +559,14 @@ async fn apply_desired(
             patch.target.reference()
         );
         let apply = apply::apply_workload(&ctx.client, &policy.namespace, patch, policy.force);
-        let outcome =
-            apply_remembered(ctx, key, generation, &patch.body, policy.force, apply).await?;
+        let outcome = apply_remembered(
+            ctx,
+            remembered(key, generation),
+            &patch.body,
+            policy.force,
+            apply,
+        )
+        .await?;
         applied
             .record(ctx, policy, outcome, patch.target.resource_ref())
             .await;
@@ -355,12 +574,77 @@ async fn apply_desired(
     for target in workload_releases {
         apply::release_workload(&ctx.client, &policy.namespace, target).await?;
     }
+    for object in generated.iter().filter(|g| !g.taken) {
+        let key = format!(
+            "{}/{}/{}",
+            policy.namespace,
+            policy.name,
+            object.reference()
+        );
+        let apply = apply::apply_generated(
+            &ctx.client,
+            &policy.namespace,
+            object,
+            &policy.name,
+            policy.force,
+        );
+        // A refusal is remembered until the body or the live object changes; a name taken by
+        // an object the caches do not see is read again on every reconcile (its removal sends no
+        // event), while the refusal's event is still published only once.
+        let version = object.live_version.clone();
+        let recheck = version.is_none();
+        let outcome = apply_remembered(
+            ctx,
+            Remembered {
+                key,
+                version,
+                recheck,
+            },
+            &object.body,
+            policy.force,
+            apply,
+        )
+        .await?;
+        applied
+            .record(ctx, policy, outcome, object.resource_ref())
+            .await;
+    }
+    for object in prune {
+        apply::delete_generated(&ctx.client, &policy.namespace, object).await?;
+    }
+    // Ingress annotations after the nginx files: both read the same zones.
+    if let Some(plan) = rate_limit_plan {
+        for patch in &plan.ingress_patches {
+            let version = observed
+                .ingresses
+                .iter()
+                .find(|i| i.name == patch.name)
+                .and_then(|i| i.resource_version.clone());
+            let key = format!("{}/{}/{}", policy.namespace, policy.name, patch.reference());
+            let apply = apply::apply_ingress(&ctx.client, &policy.namespace, patch, policy.force);
+            let outcome = apply_remembered(
+                ctx,
+                remembered(key, version),
+                &patch.body,
+                policy.force,
+                apply,
+            )
+            .await?;
+            applied
+                .record(ctx, policy, outcome, patch.resource_ref())
+                .await;
+        }
+    }
+    for name in ingress_releases {
+        apply::release_ingress(&ctx.client, &policy.namespace, name).await?;
+    }
     let namespace = &observed.namespace;
     if let Some(body) = apply::namespace_write(namespace, namespace_plan, &policy.name) {
         let key = format!("{}/{}/Namespace", policy.namespace, policy.name);
         let apply = apply::apply_namespace(&ctx.client, &namespace.name, &body, policy.force);
         let version = namespace.resource_version.clone();
-        let outcome = apply_remembered(ctx, key, version, &body, policy.force, apply).await?;
+        let outcome =
+            apply_remembered(ctx, remembered(key, version), &body, policy.force, apply).await?;
         // A release is not a resource of the policy, nor a refusal worth reporting.
         if matches!(namespace_plan, NamespacePlan::Apply(_)) {
             applied
@@ -434,7 +718,7 @@ async fn patch_status(
     Ok(())
 }
 
-async fn publish(
+pub(super) async fn publish(
     ctx: &Context,
     policy: &ValidatedPolicy,
     type_: EventType,
@@ -490,6 +774,11 @@ async fn send(
 /// Releases every field the policy applied to workloads and the namespace. Idempotent, and
 /// correct even if apply never ran.
 async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action, Error> {
+    // What to release is read from the caches: before they sync, nothing would be found and the
+    // finalizer would go with the patches still in place. Retried.
+    if !ctx.caches_synced(policy).await {
+        return Err(Error::NotSynced);
+    }
     let namespace = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
     for workload in ctx.workloads.in_namespace(&namespace) {
@@ -505,16 +794,31 @@ async fn cleanup(policy: &GoREALSecurityPolicy, ctx: &Context) -> Result<Action,
         }
     }
     let observed = gather(policy, ctx).await?;
+    for ingress in &observed.ingresses {
+        if ingress.annotations.get(names::RATE_LIMITED_BY_ANNOTATION) == Some(&name) {
+            apply::release_ingress(&ctx.client, &namespace, &ingress.name).await?;
+        }
+    }
     if observed.namespace.labelled_by.as_deref() == Some(name.as_str()) {
         let plan = NamespacePlan::Release;
         if let Some(body) = apply::namespace_write(&observed.namespace, &plan, &name) {
             apply::apply_namespace(&ctx.client, &namespace, &body, false).await?;
         }
     }
-    let _ = ctx
-        .metrics
-        .compliance_score
-        .remove_label_values(&[namespace.as_str(), name.as_str()]);
+    for gauge in [
+        &ctx.metrics.compliance_score,
+        &ctx.metrics.reconcile_failures,
+    ] {
+        let _ = gauge.remove_label_values(&[namespace.as_str(), name.as_str()]);
+    }
+    for check in crate::compliance::CATALOGUE {
+        let _ = ctx.metrics.check_failed.remove_label_values(&[
+            namespace.as_str(),
+            name.as_str(),
+            check.id,
+        ]);
+    }
+    super::secrets::forget_policy(ctx, &namespace, &name);
     let prefix = format!("{namespace}/{name}/");
     lock(&ctx.refusals).retain(|key, _| !key.starts_with(&prefix));
     Ok(Action::await_change())

@@ -45,6 +45,25 @@ fn policy() -> GoREALSecurityPolicy {
     .expect("policy fixture")
 }
 
+/// An empty cache that has synced, as after an initial list with no objects.
+fn synced<K>() -> reflector::Store<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
+}
+
+fn dynamic_synced() -> reflector::Store<kube::api::DynamicObject> {
+    let mut writer = reflector::store::Writer::new(kube::core::ApiResource::erase::<
+        k8s_openapi::api::core::v1::ConfigMap,
+    >(&()));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    writer.as_reader()
+}
+
 fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>) -> Arc<Context> {
     let client = kube::Client::new(handle_service, "shop");
     let (deployments, mut writer) = reflector::store();
@@ -58,14 +77,16 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         }
     }))
     .expect("deployment fixture");
+    // Synced first: InitDone swaps in the (empty) initial list.
+    writer.apply_watcher_event(&watcher::Event::InitDone);
     writer.apply_watcher_event(&watcher::Event::Apply(deployment));
     let workloads = WorkloadStores {
         deployments,
-        stateful_sets: reflector::store().0,
-        daemon_sets: reflector::store().0,
-        replica_sets: reflector::store().0,
-        jobs: reflector::store().0,
-        cron_jobs: reflector::store().0,
+        stateful_sets: synced(),
+        daemon_sets: synced(),
+        replica_sets: synced(),
+        jobs: synced(),
+        cron_jobs: synced(),
     };
     Arc::new(Context {
         recorder: Recorder::new(
@@ -79,9 +100,36 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         workloads,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
+        network: super::NetworkStores {
+            network_policies: synced(),
+            dns_services: synced(),
+            api_server_slices: synced(),
+        },
+        alerting: super::AlertingStores {
+            config_maps: synced(),
+            prometheus_rules: reflector::store::Writer::new(kube::core::ApiResource::erase::<
+                k8s_openapi::api::core::v1::ConfigMap,
+            >(&()))
+            .as_reader(),
+            rule_crd: synced(),
+        },
+        secrets: synced(),
+        ingresses: synced(),
+        reports: super::ReportStores {
+            reports: dynamic_synced(),
+            crd: synced(),
+        },
+        gateway: super::GatewayStores {
+            routes: dynamic_synced(),
+            traffic_policies: dynamic_synced(),
+            route_crd: synced(),
+            traffic_policy_crd: synced(),
+        },
         metrics: Metrics::new().expect("metrics"),
+        is_leader: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         refusals: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        rotation_gauges: Mutex::new(HashMap::new()),
     })
 }
 
@@ -291,4 +339,16 @@ fn api_errors_display_without_the_servers_message() {
         error.to_string(),
         "kubernetes API request failed: 422 Invalid"
     );
+}
+
+#[test]
+fn the_controller_wakes_up_for_the_next_rotation() {
+    use std::time::Duration;
+    let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+    let due: jiff::Timestamp = "2026-01-01T00:10:00Z".parse().expect("time");
+    let until = super::reconcile::until_rotation;
+    assert_eq!(until(Some(due), now), Some(Duration::from_secs(600)));
+    assert_eq!(until(None, now), None);
+    // Never a busy loop, even for a time already passed.
+    assert_eq!(until(Some(now), due), Some(Duration::from_secs(1)));
 }

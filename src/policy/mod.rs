@@ -2,13 +2,21 @@
 //! patches, releases and check inputs. One module per capability; nothing here calls the API,
 //! reads the clock or draws randomness.
 
+pub mod alerting;
+pub mod generated;
+pub mod network;
 pub mod pod_security;
+pub mod policy_report;
+pub mod rate_limit;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+pub use generated::GeneratedObject;
 
 use crate::compliance::{self, Capability, Evaluation, Violation};
 use crate::crd::{ComplianceStatus, Mode, ResourceRef, WorkloadsStatus};
@@ -29,6 +37,58 @@ pub struct Desired {
     pub selected: Vec<Selected>,
     /// Objects this policy would write that another existing policy governs, with its name.
     pub governed_elsewhere: Vec<(String, String)>,
+    /// Objects the policy generates and owns (NetworkPolicies, ...).
+    pub generated: Vec<GeneratedObject>,
+    /// Objects the policy generated earlier that it no longer wants: deleted.
+    pub prune: Vec<generated::PruneTarget>,
+    /// What the network checks need, when network isolation is managed.
+    pub network: Option<network::NetworkPlan>,
+    /// What the rate limit outputs need, when rate limiting is managed.
+    pub rate_limit: Option<rate_limit::RateLimitPlan>,
+    /// Ingresses this policy annotated earlier and no longer limits: released (also when the
+    /// section is gone).
+    pub ingress_releases: Vec<String>,
+    /// Where the alert rules go, when alerting is managed.
+    pub alerting: Option<alerting::AlertingPlan>,
+    /// The Secrets and their consumers' restarts, when secrets are managed.
+    pub secrets: Option<secrets::SecretsPlan>,
+}
+
+impl Desired {
+    /// The `RateLimits` condition's content, when rate limiting is managed.
+    pub fn rate_limits_state(
+        &self,
+        policy: &ValidatedPolicy,
+        in_effect: &dyn Fn(&str) -> bool,
+    ) -> Option<crate::status::OutputState> {
+        let plan = self.rate_limit.as_ref()?;
+        Some(rate_limit::state(policy, plan, &self.generated, in_effect))
+    }
+
+    /// The alert rules object and its plan, when alerting is managed.
+    pub fn alert_rules(&self) -> Option<(&GeneratedObject, &alerting::AlertingPlan)> {
+        let plan = self.alerting.as_ref()?;
+        let object = self
+            .generated
+            .iter()
+            .find(|g| g.kind == plan.output.kind() && g.name == plan.name)?;
+        Some((object, plan))
+    }
+
+    /// The `AlertRules` condition's content, when alerting is managed (Audit mode writes none).
+    pub fn alert_rules_state(
+        &self,
+        policy: &ValidatedPolicy,
+        in_effect: &dyn Fn(&str) -> bool,
+    ) -> Option<crate::status::OutputState> {
+        let (object, plan) = self.alert_rules()?;
+        let mut state = alerting::state(object, plan, in_effect);
+        if policy.mode == Mode::Audit {
+            state.in_place = false;
+            state.message = format!("Audit mode writes nothing; would be: {}", state.message);
+        }
+        Some(state)
+    }
 }
 
 /// The namespace labels step.
@@ -117,13 +177,60 @@ pub fn namespace_body(namespace: &str, plan: &NamespacePlan, policy: &str) -> Op
 /// Plans every capability of the policy against the observed snapshot.
 pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
     let mut desired = Desired::default();
+    plan_pod_security(policy, observed, &mut desired);
+    if let Some(settings) = &policy.network {
+        let pods = governed(policy, observed)
+            .map(|w| (w.reference(), w.template_labels()))
+            .collect();
+        let (generated, plan) = network::plan(policy, settings, observed, pods);
+        desired.generated.extend(generated);
+        desired.network = Some(plan);
+    }
+    if let Some(settings) = &policy.rate_limit {
+        let (generated, plan) = rate_limit::plan(policy, settings, observed);
+        desired.generated.extend(generated);
+        desired.rate_limit = Some(plan);
+    }
+    if let Some(settings) = &policy.alerting {
+        let (object, plan) = alerting::plan(policy, settings, observed);
+        desired.generated.push(object);
+        desired.alerting = Some(plan);
+    }
+    if let Some(settings) = &policy.secrets {
+        let selected = governed(policy, observed).cloned().collect();
+        desired.secrets = Some(secrets::plan(policy, settings, observed, selected));
+    }
+    desired.ingress_releases = rate_limit::ingress_releases(
+        policy,
+        observed,
+        desired
+            .rate_limit
+            .as_ref()
+            .map_or(&[], |p| p.ingress_patches.as_slice()),
+    );
+    desired.prune = network::unwanted(&policy.name, observed, &desired.generated);
+    desired.prune.extend(alerting::unwanted(
+        &policy.name,
+        observed,
+        &desired.generated,
+    ));
+    desired.prune.extend(rate_limit::unwanted(
+        &policy.name,
+        observed,
+        &desired.generated,
+    ));
+    desired
+}
+
+/// Pod security: workload patches and releases, and the namespace labels.
+fn plan_pod_security(policy: &ValidatedPolicy, observed: &Observed, desired: &mut Desired) {
     let labelled_by_self = observed.namespace.labelled_by.as_deref() == Some(&policy.name);
     let Some(settings) = &policy.pod_security else {
         desired.workload_releases = hardened_by(policy, observed, |_| true);
         if labelled_by_self {
             desired.namespace = NamespacePlan::Release;
         }
-        return desired;
+        return;
     };
     // Two policies writing the same fields under one field manager would undo each other on
     // every event; the one that got there first keeps the object while it exists.
@@ -195,7 +302,6 @@ pub fn plan(policy: &ValidatedPolicy, observed: &Observed) -> Desired {
         (false, _) if labelled_by_self => NamespacePlan::Release,
         (false, _) => NamespacePlan::Leave,
     };
-    desired
 }
 
 /// Selected workloads that are workloads of their own (not a Deployment's ReplicaSet).
@@ -316,10 +422,63 @@ pub fn report(
     applied: &dyn Fn(&str) -> bool,
     refusals: &Refusals,
 ) -> (ComplianceStatus, WorkloadsStatus) {
-    let Some(settings) = &policy.pod_security else {
-        return (compliance::report(&[], &[]), WorkloadsStatus::default());
-    };
+    let mut capabilities = Vec::new();
     let mut evaluations: Vec<Evaluation> = Vec::new();
+    let mut workloads = WorkloadsStatus::default();
+    if let Some(settings) = &policy.pod_security {
+        capabilities.push(Capability::PodSecurity);
+        workloads = pod_security_evaluations(
+            policy,
+            settings,
+            desired,
+            applied,
+            refusals,
+            &mut evaluations,
+        );
+    }
+    if let (Some(settings), Some(plan)) = (&policy.network, &desired.network) {
+        capabilities.push(Capability::NetworkPolicy);
+        evaluations.extend(network::evaluate(
+            policy,
+            settings,
+            &desired.generated,
+            plan,
+            applied,
+            refusals,
+        ));
+    }
+    if let (Some(settings), Some(plan)) = (&policy.rate_limit, &desired.rate_limit) {
+        capabilities.push(Capability::RateLimiting);
+        evaluations.extend(rate_limit::evaluate(
+            policy,
+            settings,
+            plan,
+            &desired.generated,
+            applied,
+            refusals,
+        ));
+    }
+    if let Some((object, plan)) = desired.alert_rules() {
+        capabilities.push(Capability::Alerting);
+        evaluations.extend(alerting::evaluate(policy, object, plan, applied, refusals));
+    }
+    if let Some(plan) = &desired.secrets {
+        capabilities.push(Capability::Secrets);
+        evaluations.extend(secrets::evaluate(plan));
+    }
+    capabilities.push(Capability::Manual);
+    evaluations.extend(compliance::manual_evaluations());
+    (compliance::report(&capabilities, &evaluations), workloads)
+}
+
+fn pod_security_evaluations(
+    policy: &ValidatedPolicy,
+    settings: &crate::model::PodSecuritySettings,
+    desired: &Desired,
+    applied: &dyn Fn(&str) -> bool,
+    refusals: &Refusals,
+    evaluations: &mut Vec<Evaluation>,
+) -> WorkloadsStatus {
     let mut workloads = WorkloadsStatus::default();
     for selected in &desired.selected {
         let reference = selected.workload.reference();
@@ -404,8 +563,5 @@ pub fn report(
             Evaluation::of(compliance::PATCH_ACCEPTED, rejected.collect())
         });
     }
-    (
-        compliance::report(&[Capability::PodSecurity], &evaluations),
-        workloads,
-    )
+    workloads
 }

@@ -4,11 +4,12 @@
 //! The patch is a function of the policy and of the user's own intent in the template, never of
 //! the operator's earlier writes, so applying it twice yields the same patch (and no write).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     Container, PodSecurityContext, PodSpec, PodTemplateSpec, SecurityContext, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Map, Value, json};
 
 use crate::compliance::{self as c, Evaluation, Violation};
@@ -399,6 +400,9 @@ struct ContainerView<'a> {
     name: &'a str,
     context: Option<&'a SecurityContext>,
     mounts: Vec<&'a str>,
+    image: Option<&'a str>,
+    /// Resource limits; `None` for ephemeral containers, which may not set resources.
+    limits: Option<BTreeMap<String, Quantity>>,
 }
 
 fn containers(spec: &PodSpec) -> Vec<ContainerView<'_>> {
@@ -415,6 +419,14 @@ fn containers(spec: &PodSpec) -> Vec<ContainerView<'_>> {
                 mounts: mounts_of(container)
                     .map(|m| m.mount_path.as_str())
                     .collect(),
+                image: container.image.as_deref(),
+                limits: Some(
+                    container
+                        .resources
+                        .as_ref()
+                        .and_then(|r| r.limits.clone())
+                        .unwrap_or_default(),
+                ),
             });
         }
     }
@@ -430,6 +442,8 @@ fn containers(spec: &PodSpec) -> Vec<ContainerView<'_>> {
                 .flatten()
                 .map(|m| m.mount_path.as_str())
                 .collect(),
+            image: container.image.as_deref(),
+            limits: None,
         });
     }
     views
@@ -662,7 +676,36 @@ pub fn evaluate(
         .into_iter()
         .collect();
     evaluations.push(Evaluation::of(c::HOST_NAMESPACES, found));
+    // A container without limits can take the node's CPU and memory (the guide's DoS item).
+    evaluations.push(per_container(c::RESOURCE_LIMITS, &|view| {
+        let limits = view.limits.as_ref()?;
+        let missing: Vec<&str> = ["cpu", "memory"]
+            .into_iter()
+            .filter(|resource| !limits.contains_key(*resource))
+            .collect();
+        (!missing.is_empty()).then(|| format!("sets no {} limit", missing.join(" or ")))
+    }));
+    evaluations.push(per_container(c::IMAGE_PINNED, &|view| {
+        image_pin_problem(view.image.unwrap_or_default())
+    }));
     evaluations
+}
+
+/// Why an image reference is not pinned, if it is not: a digest pins it; otherwise its tag must
+/// be there and not `latest`. The tag is after the last `:` of the last path segment (a
+/// registry port is not a tag).
+pub fn image_pin_problem(image: &str) -> Option<String> {
+    if image.contains('@') {
+        return None;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) => Some(format!("image {image} uses the latest tag")),
+        Some((_, tag)) if !tag.is_empty() => None,
+        _ => Some(format!(
+            "image {image:?} has no tag, so it runs whatever latest is"
+        )),
+    }
 }
 
 fn run_as_non_root_problem(pod: &PodSecurityContext, own: &SecurityContext) -> Option<String> {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::de::DeserializeOwned;
 
@@ -48,9 +49,34 @@ fn settings(pod_security: &str) -> PodSecuritySettings {
         .expect("pod security is managed")
 }
 
-fn parse<K: DeserializeOwned + WorkloadResource>(yaml: &str) -> Workload {
+fn parse_raw<K: DeserializeOwned + WorkloadResource>(yaml: &str) -> Workload {
     let object: K = serde_saphyr::from_str(yaml).expect("workload YAML parses");
     object.to_workload().expect("workload has a template")
+}
+
+/// A workload from YAML, made well-behaved where the fixtures are silent on it: untagged images
+/// get a version tag and containers without limits get some, so that the checks each test is
+/// about stand out (`parse_raw` keeps the YAML as written).
+fn parse<K: DeserializeOwned + WorkloadResource>(yaml: &str) -> Workload {
+    let mut workload = parse_raw::<K>(yaml);
+    if let Some(spec) = workload.template.spec.as_mut() {
+        let lists = [Some(&mut spec.containers), spec.init_containers.as_mut()];
+        for container in lists.into_iter().flatten().flatten() {
+            if let Some(image) = container.image.as_mut()
+                && !image.rsplit('/').next().unwrap_or_default().contains(':')
+            {
+                image.push_str(":1.0");
+            }
+            let resources = container.resources.get_or_insert_with(Default::default);
+            resources.limits.get_or_insert_with(|| {
+                [("cpu", "1"), ("memory", "1Gi")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect()
+            });
+        }
+    }
+    workload
 }
 
 /// A Deployment whose pod template is labelled `app: shop` and has the given pod spec.
@@ -1360,4 +1386,58 @@ fn a_policy_changing_its_own_localhost_profile_rewrites_it() {
         back["spec"]["securityContext"]["seccompProfile"],
         serde_json::json!({"type": "RuntimeDefault"})
     );
+}
+
+#[test]
+fn containers_without_cpu_or_memory_limits_fail_the_resource_limits_check() {
+    let workload = parse_raw::<Deployment>(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  \
+         selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    \
+         spec:\n      initContainers: [{name: init, image: shop/init:1, resources: {limits: {cpu: 100m}}}]\n      \
+         containers: [{name: app, image: shop/app:1, resources: {limits: {cpu: 1, memory: 1Gi}}}]\n      \
+         ephemeralContainers: [{name: debug, image: busybox:1.36}]\n",
+    );
+    let evaluations = evaluate(&workload, &workload.template, &settings(""));
+    let limits = evaluations
+        .iter()
+        .find(|e| e.check == c::RESOURCE_LIMITS)
+        .expect("evaluated");
+    let found: Vec<(&str, &str)> = limits
+        .violations
+        .iter()
+        .map(|v| (v.object.as_str(), v.detail.as_str()))
+        .collect();
+    // Ephemeral containers may not set resources: not held against the workload.
+    assert_eq!(
+        found,
+        [("Deployment/web init container init", "sets no memory limit")]
+    );
+}
+
+#[test]
+fn images_pass_with_a_version_tag_or_digest_and_fail_untagged_or_latest() {
+    for (image, pinned) in [
+        ("nginx:1.27.3", true),
+        ("registry.local:5000/shop/app:2.1", true),
+        ("shop/app@sha256:0123456789abcdef", true),
+        ("nginx", false),
+        ("nginx:latest", false),
+        ("registry.local:5000/shop/app", false),
+        ("", false),
+    ] {
+        assert_eq!(image_pin_problem(image).is_none(), pinned, "{image:?}");
+    }
+    let workload = parse_raw::<Deployment>(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  \
+         selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    \
+         spec:\n      containers: [{name: app, image: 'shop/app:latest'}, {name: side, image: 'shop/side:3'}]\n",
+    );
+    let evaluations = evaluate(&workload, &workload.template, &settings(""));
+    let pinned = evaluations
+        .iter()
+        .find(|e| e.check == c::IMAGE_PINNED)
+        .expect("evaluated");
+    assert_eq!(pinned.violations.len(), 1);
+    assert_eq!(pinned.violations[0].object, "Deployment/web container app");
+    assert!(pinned.violations[0].detail.contains("latest"));
 }

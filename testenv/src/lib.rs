@@ -303,7 +303,10 @@ impl Servers {
         let log_err = log
             .try_clone()
             .map_err(|e| StartError::Fatal(format!("cloning a log handle: {e}")))?;
+        // A process group of its own: Ctrl-C in a terminal must not kill etcd before the API
+        // server (which then hangs); this process stops them in order.
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -1,0 +1,788 @@
+//! Rate limiting and response hardening, written once and rendered per proxy: a ConfigMap of
+//! nginx include files for the GoREAL reverse proxy, ingress-nginx annotations on the selected
+//! Ingresses, and an Envoy Gateway BackendTrafficPolicy for the selected HTTPRoutes. Pure; the
+//! same settings always give the same bytes.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::Refusals;
+use super::generated::{self, GeneratedObject, PruneTarget};
+use crate::compliance::{self, Evaluation, Violation};
+use crate::crd::{Mode, RateLimitOutput, ResourceRef, TlsProtocol};
+use crate::model::{RateLimitSettings, ValidatedPolicy, Zone};
+use crate::names;
+use crate::observed::Observed;
+use crate::status::OutputState;
+
+/// Said wherever nginx limits are reported: each nginx counts on its own.
+const PER_REPLICA: &str =
+    "nginx limits count per proxy replica: N replicas let a client through N times the rate";
+/// The component label value of the nginx ConfigMap.
+pub const COMPONENT: &str = "rate-limits";
+/// API version and kind of a ConfigMap.
+const CONFIG_MAP: (&str, &str) = ("v1", "ConfigMap");
+/// Include file for nginx's main context (pid file).
+pub const MAIN_FILE: &str = "goreal-main.conf";
+/// Include file for the `http` block: zones, limit status, trusted proxies, temp paths.
+pub const HTTP_FILE: &str = "goreal-http.conf";
+/// Include file for a `server` block: headers, TLS and one location per zone.
+pub const SERVER_FILE: &str = "goreal-server.conf";
+
+/// API version and kind of a Gateway API HTTPRoute.
+pub const HTTP_ROUTE: (&str, &str) = ("gateway.networking.k8s.io/v1", "HTTPRoute");
+/// API version and kind of Envoy Gateway's BackendTrafficPolicy.
+pub const TRAFFIC_POLICY: (&str, &str) = ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy");
+/// Envoy Gateway accepts at most this many client selectors per rule.
+const MAX_CLIENT_SELECTORS: usize = 8;
+
+/// ingress-nginx's per-Ingress limit annotations (no snippet annotation is ever written).
+const LIMIT_RPS: &str = "nginx.ingress.kubernetes.io/limit-rps";
+const LIMIT_RPM: &str = "nginx.ingress.kubernetes.io/limit-rpm";
+const LIMIT_BURST_MULTIPLIER: &str = "nginx.ingress.kubernetes.io/limit-burst-multiplier";
+
+/// What the rate limit plan decided, for the checks and the status condition.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateLimitPlan {
+    /// Name of the nginx ConfigMap, when that output is written.
+    pub nginx: Option<String>,
+    /// The ingress-nginx annotations of each matched Ingress.
+    pub ingress_patches: Vec<IngressPatch>,
+    /// Matched Ingresses left alone, with the reason.
+    pub ingresses_skipped: Vec<(String, String)>,
+    /// Settings the ingress-nginx output cannot carry per Ingress: reported, not dropped.
+    pub ingress_not_applied: Vec<String>,
+    /// What became of the Gateway API output.
+    pub gateway: GatewayOutput,
+}
+
+/// The Gateway API output's fate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum GatewayOutput {
+    /// Not asked for (not among the outputs, or no `ingressSelector`).
+    #[default]
+    NotConfigured,
+    /// Asked for but not written, with the reason.
+    Skipped(String),
+    /// A BackendTrafficPolicy for these HTTPRoutes, with what it cannot carry.
+    Written {
+        /// Name of the BackendTrafficPolicy.
+        name: String,
+        /// The HTTPRoutes it targets.
+        routes: Vec<String>,
+        /// Settings Envoy Gateway's rate limits do not carry: reported, not dropped.
+        not_applied: Vec<String>,
+    },
+}
+
+/// The rate limit annotations for one Ingress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngressPatch {
+    /// The Ingress.
+    pub name: String,
+    /// Server-side apply body: the annotations and the policy mark.
+    pub body: Value,
+    /// The live Ingress already carries them.
+    pub up_to_date: bool,
+    /// The zone whose limit it gets (the strictest zone covering its paths).
+    pub zone: String,
+    /// Every zone one of its paths falls in.
+    pub covers: Vec<String>,
+    /// Where ingress-nginx's limit differs from the zone's, said in status.
+    pub notes: Vec<String>,
+}
+
+impl IngressPatch {
+    /// `Ingress/name`.
+    pub fn reference(&self) -> String {
+        format!("Ingress/{}", self.name)
+    }
+
+    /// The Ingress as a status resource entry.
+    pub fn resource_ref(&self) -> ResourceRef {
+        ResourceRef {
+            api_version: "networking.k8s.io/v1".into(),
+            kind: "Ingress".into(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The nginx zone of a policy's zone: namespace, policy and zone joined by dots, which none of
+/// the namespace and zone names can contain, so two policies never share a zone.
+pub fn zone_id(policy: &ValidatedPolicy, zone: &Zone) -> String {
+    format!("goreal.{}.{}.{}", policy.namespace, policy.name, zone.name)
+}
+
+fn header(policy: &ValidatedPolicy, context: &str) -> String {
+    format!(
+        "# Generated by goreal-operator from GoREALSecurityPolicy {}/{}; include it in the {context}.\n\
+         # Limits count per nginx process group: N proxy replicas let a client through N times.\n",
+        policy.namespace, policy.name
+    )
+}
+
+/// The include files by name: main context, `http` block, `server` block.
+pub fn nginx_files(
+    policy: &ValidatedPolicy,
+    settings: &RateLimitSettings,
+) -> [(&'static str, String); 3] {
+    let temp = settings.temp_path.trim_end_matches('/');
+    let mut main = header(policy, "main context, outside any block");
+    // The default pid path is on the root filesystem, which may be read-only.
+    let _ = writeln!(main, "pid {temp}/nginx.pid;");
+
+    let mut http = header(policy, "http block");
+    for zone in &settings.zones {
+        let _ = writeln!(
+            http,
+            "limit_req_zone {} zone={}:{} rate={};",
+            zone.key,
+            zone_id(policy, zone),
+            zone.size,
+            zone.rate.nginx()
+        );
+    }
+    let _ = writeln!(http, "limit_req_status {};", settings.status_code);
+    if let Some(real_ip) = &settings.real_ip {
+        for net in &real_ip.trusted {
+            let _ = writeln!(http, "set_real_ip_from {net};");
+        }
+        let _ = writeln!(http, "real_ip_header {};", real_ip.header.as_str());
+        let _ = writeln!(http, "real_ip_recursive on;");
+    }
+    for (directive, directory) in [
+        ("client_body_temp_path", "client-body"),
+        ("proxy_temp_path", "proxy"),
+        ("fastcgi_temp_path", "fastcgi"),
+        ("uwsgi_temp_path", "uwsgi"),
+        ("scgi_temp_path", "scgi"),
+    ] {
+        let _ = writeln!(http, "{directive} {temp}/nginx-{directory};");
+    }
+
+    let mut server = header(policy, "server block");
+    // `always`: the headers go out on errors and limited requests too. A location of the
+    // including server that sets add_header of its own drops these (nginx inherits only when a
+    // level has none).
+    for (name, value) in &settings.headers {
+        let _ = writeln!(server, "add_header {name} \"{value}\" always;");
+    }
+    let protocols: Vec<&str> = settings.tls_protocols.iter().map(|p| p.as_str()).collect();
+    let _ = writeln!(server, "ssl_protocols {};", protocols.join(" "));
+    let _ = writeln!(server, "ssl_ciphers {};", settings.ciphers);
+    let _ = writeln!(server, "ssl_prefer_server_ciphers off;");
+    for zone in &settings.zones {
+        let _ = writeln!(server, "\nlocation {} {{", zone.path);
+        let mut limit = format!("    limit_req zone={}", zone_id(policy, zone));
+        if zone.burst > 0 {
+            let _ = write!(limit, " burst={}", zone.burst);
+        }
+        if zone.nodelay {
+            limit.push_str(" nodelay");
+        }
+        let _ = writeln!(server, "{limit};");
+        let _ = writeln!(server, "    limit_req_status {};", settings.status_code);
+        if let Some(upstream) = &settings.proxy_pass {
+            let _ = writeln!(server, "    proxy_pass {upstream};");
+        }
+        let _ = writeln!(server, "}}");
+    }
+    [(MAIN_FILE, main), (HTTP_FILE, http), (SERVER_FILE, server)]
+}
+
+/// The objects the section generates, judged against the live objects, and the plan.
+pub fn plan(
+    policy: &ValidatedPolicy,
+    settings: &RateLimitSettings,
+    observed: &Observed,
+) -> (Vec<GeneratedObject>, RateLimitPlan) {
+    let mut objects = Vec::new();
+    let mut plan = RateLimitPlan::default();
+    if settings.outputs.contains(&RateLimitOutput::Nginx) {
+        let metadata = generated::metadata(policy, COMPONENT, "nginx", &Default::default());
+        let data: serde_json::Map<String, Value> = nginx_files(policy, settings)
+            .into_iter()
+            .map(|(name, text)| (name.to_string(), Value::String(text)))
+            .collect();
+        let body = json!({ "metadata": metadata, "data": data });
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let live = generated::live(&observed.generated_objects, CONFIG_MAP.1, &name);
+        objects.push(GeneratedObject::new(
+            policy,
+            CONFIG_MAP,
+            body,
+            live,
+            &["data"],
+        ));
+        plan.nginx = Some(name);
+    }
+    if settings.outputs.contains(&RateLimitOutput::IngressNginx) {
+        plan_ingresses(policy, settings, observed, &mut plan);
+    }
+    if settings.outputs.contains(&RateLimitOutput::GatewayApi)
+        && let Some(object) = plan_gateway(policy, settings, observed, &mut plan)
+    {
+        objects.push(object);
+    }
+    (objects, plan)
+}
+
+/// Ingresses this policy annotated earlier that it no longer limits (not among `patches`, which
+/// is empty once the section or its ingress-nginx output goes): their annotations are released.
+pub fn ingress_releases(
+    policy: &ValidatedPolicy,
+    observed: &Observed,
+    patches: &[IngressPatch],
+) -> Vec<String> {
+    observed
+        .ingresses
+        .iter()
+        .filter(|i| i.annotations.get(names::RATE_LIMITED_BY_ANNOTATION) == Some(&policy.name))
+        .filter(|i| !patches.iter().any(|p| p.name == i.name))
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+/// Envoy Gateway's global rate limit rules, one per zone and address family, each keyed per
+/// client address (`Distinct`). Envoy applies every matching rule, so a zone's rule excludes the
+/// longer zone paths inside it, as nginx's longest-prefix location does.
+fn traffic_rules(settings: &RateLimitSettings) -> (Vec<Value>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut rules = Vec::new();
+    for zone in &settings.zones {
+        // Every field the published schema defaults is written, so the live object compares
+        // equal to the desired one and an unchanged world writes nothing.
+        let mut selectors =
+            vec![json!({ "path": { "type": "PathPrefix", "value": zone.path, "invert": false } })];
+        let nested: Vec<&Zone> = settings
+            .zones
+            .iter()
+            .filter(|z| z.path.len() > zone.path.len() && z.path.starts_with(&zone.path))
+            .collect();
+        if nested.len() + 2 <= MAX_CLIENT_SELECTORS {
+            selectors.extend(nested.iter().map(
+                |z| json!({ "path": { "type": "PathPrefix", "value": z.path, "invert": true } }),
+            ));
+        } else {
+            notes.push(format!(
+                "zone {}'s limit also counts requests of the {} zones inside its path",
+                zone.name,
+                nested.len()
+            ));
+        }
+        let unit = if zone.rate.per_minute {
+            "Minute"
+        } else {
+            "Second"
+        };
+        for cidr in ["0.0.0.0/0", "::/0"] {
+            let mut client = selectors.clone();
+            client.push(
+                json!({ "sourceCIDR": { "type": "Distinct", "value": cidr, "invert": false } }),
+            );
+            rules.push(json!({
+                "clientSelectors": client,
+                "limit": { "requests": zone.rate.count, "unit": unit },
+            }));
+        }
+    }
+    (rules, notes)
+}
+
+/// The BackendTrafficPolicy for the selected HTTPRoutes, when its API exists and a route matches.
+fn plan_gateway(
+    policy: &ValidatedPolicy,
+    settings: &RateLimitSettings,
+    observed: &Observed,
+    plan: &mut RateLimitPlan,
+) -> Option<GeneratedObject> {
+    let selector = settings.ingress_selector.as_ref()?;
+    if !observed.traffic_policy_api {
+        plan.gateway = GatewayOutput::Skipped(
+            "Envoy Gateway's BackendTrafficPolicy CRD is not installed".into(),
+        );
+        return None;
+    }
+    let routes: Vec<String> = observed
+        .http_routes
+        .iter()
+        .filter(|r| selector.matches(&r.labels))
+        .map(|r| r.name.clone())
+        .collect();
+    if routes.is_empty() {
+        plan.gateway = GatewayOutput::Skipped("no HTTPRoute matches ingressSelector".into());
+        return None;
+    }
+    let (rules, mut not_applied) = traffic_rules(settings);
+    if settings.zones.iter().any(|z| z.burst > 0) {
+        not_applied
+            .push("burst (Envoy counts requests per second or minute, with no burst)".into());
+    }
+    if settings.status_code != 429 {
+        not_applied.push(format!(
+            "limit status {} (Envoy answers 429)",
+            settings.status_code
+        ));
+    }
+    if settings
+        .zones
+        .iter()
+        .any(|z| z.key != "$binary_remote_addr")
+    {
+        not_applied.push("zone keys other than the client address".into());
+    }
+    if settings.real_ip.is_some() {
+        not_applied.push("trusted proxies (a ClientTrafficPolicy setting in Envoy Gateway)".into());
+    }
+    not_applied.push(
+        "security headers and TLS settings (Gateway and ClientTrafficPolicy settings)".into(),
+    );
+    let targets: Vec<Value> = routes
+        .iter()
+        .map(|name| json!({ "group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": name }))
+        .collect();
+    let body = json!({
+        "metadata": generated::metadata(policy, COMPONENT, "rate-limits", &Default::default()),
+        "spec": { "targetRefs": targets, "rateLimit": { "global": { "rules": rules } } },
+    });
+    let name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let live = generated::live(&observed.generated_objects, TRAFFIC_POLICY.1, &name);
+    plan.gateway = GatewayOutput::Written {
+        name,
+        routes,
+        not_applied,
+    };
+    Some(GeneratedObject::new(
+        policy,
+        TRAFFIC_POLICY,
+        body,
+        live,
+        &["spec"],
+    ))
+}
+
+/// The zone nginx would pick for a request path: the longest zone path that prefixes it.
+fn zone_for<'a>(settings: &'a RateLimitSettings, path: &str) -> Option<&'a Zone> {
+    settings
+        .zones
+        .iter()
+        .filter(|z| path.starts_with(&z.path))
+        .max_by_key(|z| z.path.len())
+}
+
+/// ingress-nginx limits a whole Ingress: each matched Ingress gets the strictest zone among
+/// those its paths fall in, with its burst as the largest whole multiple of the rate within the
+/// zone's burst (at least the rate itself: the multiplier is at least 1).
+fn plan_ingresses(
+    policy: &ValidatedPolicy,
+    settings: &RateLimitSettings,
+    observed: &Observed,
+    plan: &mut RateLimitPlan,
+) {
+    let Some(selector) = &settings.ingress_selector else {
+        return;
+    };
+    for ingress in observed
+        .ingresses
+        .iter()
+        .filter(|i| selector.matches(&i.labels))
+    {
+        if let Some(other) = ingress
+            .annotations
+            .get(names::RATE_LIMITED_BY_ANNOTATION)
+            .filter(|o| **o != policy.name && observed.policies.contains(*o))
+        {
+            plan.ingresses_skipped.push((
+                ingress.name.clone(),
+                format!("limited by policy {other}, which annotated it first"),
+            ));
+            continue;
+        }
+        let mut covers: Vec<&Zone> = ingress
+            .paths
+            .iter()
+            .filter_map(|path| zone_for(settings, path))
+            .collect();
+        covers.sort_by(|a, b| a.name.cmp(&b.name));
+        covers.dedup_by(|a, b| a.name == b.name);
+        let Some(zone) = covers
+            .iter()
+            .min_by_key(|z| (z.rate.per_minute_count(), z.burst))
+            .copied()
+        else {
+            plan.ingresses_skipped.push((
+                ingress.name.clone(),
+                format!("no zone covers its paths ({})", ingress.paths.join(", ")),
+            ));
+            continue;
+        };
+        let mut notes = Vec::new();
+        let uncovered: Vec<&str> = ingress
+            .paths
+            .iter()
+            .filter(|p| zone_for(settings, p).is_none())
+            .map(String::as_str)
+            .collect();
+        if !uncovered.is_empty() {
+            notes.push(format!(
+                "paths {} fall in no zone and get zone {}'s limit",
+                uncovered.join(", "),
+                zone.name
+            ));
+        }
+        if covers.len() > 1 {
+            notes.push(format!(
+                "all its paths get zone {}'s limit (ingress-nginx limits per Ingress)",
+                zone.name
+            ));
+        }
+        let count = zone.rate.count;
+        let multiplier = (zone.burst / count).max(1);
+        let effective = multiplier.saturating_mul(count);
+        if effective != zone.burst {
+            notes.push(format!(
+                "burst {} becomes {effective} (ingress-nginx allows a whole multiple of the rate)",
+                zone.burst
+            ));
+        }
+        if !zone.nodelay {
+            notes.push("the burst is served at once (ingress-nginx always uses nodelay)".into());
+        }
+        if zone.key != "$binary_remote_addr" {
+            notes.push(format!(
+                "key {} not applied: ingress-nginx keys on the client address",
+                zone.key
+            ));
+        }
+        let (limit, other_limit) = if zone.rate.per_minute {
+            (LIMIT_RPM, LIMIT_RPS)
+        } else {
+            (LIMIT_RPS, LIMIT_RPM)
+        };
+        let annotations = json!({
+            limit: count.to_string(),
+            LIMIT_BURST_MULTIPLIER: multiplier.to_string(),
+            names::RATE_LIMITED_BY_ANNOTATION: policy.name,
+        });
+        // The other unit's annotation goes with server-side apply when it was ours; one that
+        // stays belongs to another manager and is said, not fought over.
+        if ingress.annotations.contains_key(other_limit) {
+            notes.push(format!(
+                "it also carries {other_limit}, which ingress-nginx applies too"
+            ));
+        }
+        let up_to_date = annotations
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| ingress.annotations.get(k).map(String::as_str) == v.as_str());
+        plan.ingress_patches.push(IngressPatch {
+            name: ingress.name.clone(),
+            body: json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {
+                    "name": ingress.name,
+                    "namespace": policy.namespace,
+                    "annotations": annotations,
+                },
+            }),
+            up_to_date,
+            zone: zone.name.clone(),
+            covers: covers.iter().map(|z| z.name.clone()).collect(),
+            notes,
+        });
+    }
+    if !plan.ingress_patches.is_empty() {
+        plan.ingress_not_applied = vec![
+            format!(
+                "limit status {} (ingress-nginx's limit-req-status-code is controller-wide)",
+                settings.status_code
+            ),
+            "security headers and TLS settings (controller-wide in ingress-nginx; snippet annotations are never written)".into(),
+        ];
+    }
+}
+
+/// Objects of this capability the policy wrote earlier and no longer wants.
+pub fn unwanted(
+    policy: &str,
+    observed: &Observed,
+    generated: &[GeneratedObject],
+) -> Vec<PruneTarget> {
+    generated::unwanted(
+        policy,
+        COMPONENT,
+        observed.generated_objects.iter(),
+        generated,
+    )
+}
+
+fn traffic_policy_object<'a>(
+    plan: &RateLimitPlan,
+    generated: &'a [GeneratedObject],
+) -> Option<&'a GeneratedObject> {
+    match &plan.gateway {
+        GatewayOutput::Written { name, .. } => generated::named(generated, TRAFFIC_POLICY.1, name),
+        _ => None,
+    }
+}
+
+fn nginx_object<'a>(
+    plan: &RateLimitPlan,
+    generated: &'a [GeneratedObject],
+) -> Option<&'a GeneratedObject> {
+    generated::named(generated, CONFIG_MAP.1, plan.nginx.as_ref()?)
+}
+
+/// The `RateLimits` condition: which outputs are in place.
+pub fn state(
+    policy: &ValidatedPolicy,
+    plan: &RateLimitPlan,
+    generated: &[GeneratedObject],
+    in_effect: &dyn Fn(&str) -> bool,
+) -> OutputState {
+    let mut written = Vec::new();
+    let mut missing = Vec::new();
+    let mut skipped = Vec::new();
+    if let Some(object) = nginx_object(plan, generated) {
+        if !object.taken && in_effect(&object.reference()) {
+            written.push(format!(
+                "nginx include files in ConfigMap {} ({PER_REPLICA})",
+                object.name
+            ));
+        } else {
+            missing.push(format!("ConfigMap {} not in place", object.name));
+        }
+    }
+    let patched: Vec<String> = plan
+        .ingress_patches
+        .iter()
+        .filter(|p| in_effect(&p.reference()))
+        .map(IngressPatch::reference)
+        .collect();
+    if !patched.is_empty() {
+        let mut line = format!("ingress-nginx annotations on {}", patched.join(", "));
+        for patch in plan.ingress_patches.iter().filter(|p| !p.notes.is_empty()) {
+            let _ = write!(line, "; {}: {}", patch.reference(), patch.notes.join(", "));
+        }
+        if !plan.ingress_not_applied.is_empty() {
+            let _ = write!(
+                line,
+                "; not applied: {}",
+                plan.ingress_not_applied.join("; ")
+            );
+        }
+        written.push(line);
+    }
+    missing.extend(
+        plan.ingress_patches
+            .iter()
+            .filter(|p| !in_effect(&p.reference()))
+            .map(|p| format!("{} not annotated", p.reference())),
+    );
+    for (name, why) in &plan.ingresses_skipped {
+        missing.push(format!("Ingress/{name} left alone: {why}"));
+    }
+    match (&plan.gateway, traffic_policy_object(plan, generated)) {
+        (
+            GatewayOutput::Written {
+                routes,
+                not_applied,
+                ..
+            },
+            Some(object),
+        ) => {
+            if !object.taken && in_effect(&object.reference()) {
+                written.push(format!(
+                    "BackendTrafficPolicy {} for HTTPRoute {} (Envoy Gateway global rate limits: its rate limit service must be enabled); not applied: {}",
+                    object.name,
+                    routes.join(", "),
+                    not_applied.join("; ")
+                ));
+            } else {
+                missing.push(format!("BackendTrafficPolicy {} not in place", object.name));
+            }
+        }
+        // Skipped outputs are said, and do not make the others fail.
+        (GatewayOutput::Skipped(why), _) => {
+            skipped.push(format!("Gateway API output skipped: {why}"))
+        }
+        _ => {}
+    }
+    let mut message = if written.is_empty() {
+        "no rate limit output is written".to_string()
+    } else {
+        written.join("; ")
+    };
+    if !missing.is_empty() {
+        message = format!("{message}; {}", missing.join("; "));
+    }
+    if !skipped.is_empty() {
+        message = format!("{message}; {}", skipped.join("; "));
+    }
+    let in_place = missing.is_empty() && !written.is_empty();
+    if policy.mode == Mode::Audit {
+        return OutputState {
+            in_place: false,
+            kind: String::new(),
+            message: format!("Audit mode writes nothing; would be: {message}"),
+        };
+    }
+    OutputState {
+        in_place,
+        kind: "Written".into(),
+        message,
+    }
+}
+
+/// The rate limiting checks.
+pub fn evaluate(
+    policy: &ValidatedPolicy,
+    settings: &RateLimitSettings,
+    plan: &RateLimitPlan,
+    generated: &[GeneratedObject],
+    applied: &dyn Fn(&str) -> bool,
+    refusals: &Refusals,
+) -> Vec<Evaluation> {
+    let enforce = policy.mode == Mode::Enforce;
+    let nginx_in_effect = nginx_object(plan, generated).is_some_and(|object| {
+        enforce
+            && !object.taken
+            && applied(&object.reference())
+            && !refusals
+                .rejections
+                .iter()
+                .any(|r| r.object == object.reference())
+    });
+    let mut evaluations = Vec::new();
+
+    // Every declared path is limited by at least one output in force; one evaluation a zone.
+    if enforce {
+        let why = match nginx_object(plan, generated) {
+            None => "no output in place limits it".to_string(),
+            Some(object) if object.taken => format!(
+                "{} is held by an object this policy does not own",
+                object.reference()
+            ),
+            Some(object) => format!("{} is not in place", object.reference()),
+        };
+        let gateway_in_effect = traffic_policy_object(plan, generated).is_some_and(|object| {
+            !object.taken
+                && applied(&object.reference())
+                && !refusals
+                    .rejections
+                    .iter()
+                    .any(|r| r.object == object.reference())
+        });
+        let by_ingress = |zone: &Zone| {
+            plan.ingress_patches.iter().any(|p| {
+                p.covers.contains(&zone.name)
+                    && applied(&p.reference())
+                    && !refusals
+                        .rejections
+                        .iter()
+                        .any(|r| r.object == p.reference())
+            })
+        };
+        for zone in &settings.zones {
+            let unlimited =
+                (!nginx_in_effect && !gateway_in_effect && !by_ingress(zone)).then(|| Violation {
+                    object: format!("zone/{}", zone.name),
+                    detail: format!("path {}: {why}", zone.path),
+                    exempt: None,
+                });
+            evaluations.push(
+                Evaluation::of(
+                    compliance::RATE_LIMIT_PATHS,
+                    unlimited.into_iter().collect(),
+                )
+                .with_note(PER_REPLICA),
+            );
+        }
+    } else {
+        evaluations.push(Evaluation::skipped(
+            compliance::RATE_LIMIT_PATHS,
+            "Audit mode applies nothing",
+        ));
+    }
+
+    // The login zone must not let more through than the API zone around it.
+    let find = |name: &str| settings.zones.iter().find(|z| z.name == name);
+    evaluations.push(match (find("login"), find("api")) {
+        (Some(login), Some(api)) => {
+            let looser = login.rate.per_minute_count() > api.rate.per_minute_count()
+                || login.burst > api.burst;
+            Evaluation::of(
+                compliance::RATE_LIMIT_LOGIN_STRICTER,
+                looser
+                    .then(|| Violation {
+                        object: "zone/login".into(),
+                        detail: format!(
+                            "allows {} burst {}, more than the api zone's {} burst {}",
+                            login.rate.nginx(),
+                            login.burst,
+                            api.rate.nginx(),
+                            api.burst
+                        ),
+                        exempt: None,
+                    })
+                    .into_iter()
+                    .collect(),
+            )
+        }
+        _ => Evaluation::skipped(
+            compliance::RATE_LIMIT_LOGIN_STRICTER,
+            "needs zones named login and api to compare",
+        ),
+    });
+
+    // Headers and TLS are written only into the nginx files.
+    if plan.nginx.is_none() {
+        for check in [compliance::SECURITY_HEADERS, compliance::TLS_FLOOR] {
+            evaluations.push(Evaluation::skipped(
+                check,
+                "only the nginx output writes headers and TLS settings, and it is not configured",
+            ));
+        }
+        return evaluations;
+    }
+    // The guide's four headers are sent (CSP is the application's call); one evaluation each.
+    for name in &crate::model::HEADER_NAMES[..4] {
+        let missing = (!settings.headers.iter().any(|(n, _)| n == name)).then(|| Violation {
+            object: format!("header/{name}"),
+            detail: "is not sent".into(),
+            exempt: None,
+        });
+        evaluations.push(Evaluation::of(
+            compliance::SECURITY_HEADERS,
+            missing.into_iter().collect(),
+        ));
+    }
+    for protocol in &settings.tls_protocols {
+        let old = (*protocol < TlsProtocol::Tls12).then(|| Violation {
+            object: format!("tls/{}", protocol.as_str()),
+            detail: "is offered; the floor is TLSv1.2".into(),
+            exempt: None,
+        });
+        evaluations.push(Evaluation::of(
+            compliance::TLS_FLOOR,
+            old.into_iter().collect(),
+        ));
+    }
+    evaluations
+}
+
+#[cfg(test)]
+#[path = "rate_limit_tests.rs"]
+mod tests;
