@@ -52,10 +52,15 @@ fn dynamic_api(
 /// own reason for creating over an existing name).
 pub const NAME_TAKEN: &str = "AlreadyExists";
 
+/// Kinds the controller caches whole (every object, not only the operator's): one missing from
+/// the cache does not exist, so its first apply needs no read.
+pub const CACHED_WHOLE: &[&str] = &["NetworkPolicy"];
+
 /// Applies a generated object unless it is already current. Objects whose name another owner
 /// holds are never sent: the caches see only the operator's own objects of some kinds, so an
-/// object they do not hold is read first, and one that exists without the operator's labels is
-/// reported as taken (409 AlreadyExists) instead of being merged into and later deleted.
+/// object they do not hold is read first (unless its kind is [`CACHED_WHOLE`]), and one that
+/// exists without the operator's labels is reported as taken (409 AlreadyExists) instead of
+/// being merged into and later deleted.
 pub async fn apply_generated(
     client: &Client,
     namespace: &str,
@@ -67,7 +72,7 @@ pub async fn apply_generated(
         return Ok(ApplyOutcome::Unchanged);
     }
     let api = dynamic_api(client, namespace, object.api_version, object.kind);
-    if object.live_version.is_none() {
+    if object.live_version.is_none() && !CACHED_WHOLE.contains(&object.kind) {
         match api.get_opt(&object.name).await {
             Ok(Some(live)) => {
                 let live = serde_json::to_value(&live)?;

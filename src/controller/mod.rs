@@ -652,6 +652,8 @@ pub async fn run(
         cron_jobs,
     };
 
+    // Every NetworkPolicy, not only the operator's: the checks read them all, and applies rely
+    // on it (`apply::CACHED_WHOLE`).
     let (network_policies, network_policy_events) =
         watch_namespaced::<NetworkPolicy>(&client, namespace);
     let (ingresses, ingress_events) = watch_namespaced::<Ingress>(&client, namespace);
