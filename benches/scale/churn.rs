@@ -110,7 +110,9 @@ pub async fn run(
                 }),
         )
     };
-    ready_rx.await.expect("the churn watch lists the Deployments");
+    ready_rx
+        .await
+        .expect("the churn watch lists the Deployments");
 
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut changed = 0usize;
@@ -139,8 +141,7 @@ pub async fn run(
                 loop {
                     let mut deployment = api.get(name).await.expect("get a churned Deployment");
                     let template = world::template(name, Some(value));
-                    deployment.spec.template =
-                        serde_json::from_value(template).expect("template");
+                    deployment.spec.template = serde_json::from_value(template).expect("template");
                     // The clock starts at the write.
                     pending
                         .lock()

@@ -140,12 +140,14 @@ fn converged(policy: &GoREALSecurityPolicy) -> bool {
 
 async fn setup(client: &kube::Client, namespaces: &[String]) {
     let all = |make: fn(&str) -> Vec<serde_json::Value>| {
-        namespaces
-            .iter()
-            .flat_map(|n| make(n))
-            .collect::<Vec<_>>()
+        namespaces.iter().flat_map(|n| make(n)).collect::<Vec<_>>()
     };
-    cluster::create_all(client, all(|n| vec![world::namespace(n)]), SETUP_CONCURRENCY).await;
+    cluster::create_all(
+        client,
+        all(|n| vec![world::namespace(n)]),
+        SETUP_CONCURRENCY,
+    )
+    .await;
     cluster::create_all(client, all(world::workloads), SETUP_CONCURRENCY).await;
     cluster::create_all(client, all(|n| vec![world::policy(n)]), SETUP_CONCURRENCY).await;
 }
@@ -182,10 +184,13 @@ async fn main() {
     // The harness follows the policies through one watch, so its polling sends no requests.
     let (policies, writer) = reflector::store::<GoREALSecurityPolicy>();
     let follow = tokio::spawn(
-        watcher(Api::<GoREALSecurityPolicy>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .for_each(|_| futures::future::ready(())),
+        watcher(
+            Api::<GoREALSecurityPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(())),
     );
     policies.wait_until_ready().await.expect("policy watch");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -297,7 +302,10 @@ async fn main() {
 
     // 7. Offline: audit and kube-score over the same manifests.
     let files = offline::write_manifests(&work.path().join("manifests"), args.manifests);
-    let audit = offline::audit(&work.path().join("manifests"), &work.path().join("audit.err"));
+    let audit = offline::audit(
+        &work.path().join("manifests"),
+        &work.path().join("audit.err"),
+    );
     let kube_score = args
         .kube_score
         .as_ref()
@@ -311,15 +319,38 @@ async fn main() {
     latencies.sort();
     println!("## Convergence\n");
     println!("| measure | value |\n|---|---|");
-    println!("| operator: start to every policy converged | {:.1} s |", convergence.as_secs_f64());
-    println!("| floor: the same writes from `render`, {} at once | {:.1} s |", args.concurrency, floor_time.as_secs_f64());
+    println!(
+        "| operator: start to every policy converged | {:.1} s |",
+        convergence.as_secs_f64()
+    );
+    println!(
+        "| floor: the same writes from `render`, {} at once | {:.1} s |",
+        args.concurrency,
+        floor_time.as_secs_f64()
+    );
     println!("| ratio operator / floor | {ratio:.2} |");
-    println!("| operator writes | {writes} ({:.2} per workload) |", writes as f64 / workloads as f64);
+    println!(
+        "| operator writes | {writes} ({:.2} per workload) |",
+        writes as f64 / workloads as f64
+    );
     println!("| floor writes (one per object, status and event) | {floor_writes} |");
-    println!("| operator writes per floor write | {:.2} |", writes as f64 / floor_writes.max(1) as f64);
-    println!("| operator requests of any kind | {} |", convergence_requests.total());
-    println!("| operator CPU at convergence | {:.1} s |", at_convergence.cpu_seconds);
-    println!("| operator resident memory at convergence (peak) | {:.1} MiB ({:.1} MiB) |", mib(at_convergence.rss_kib), mib(at_convergence.peak_rss_kib));
+    println!(
+        "| operator writes per floor write | {:.2} |",
+        writes as f64 / floor_writes.max(1) as f64
+    );
+    println!(
+        "| operator requests of any kind | {} |",
+        convergence_requests.total()
+    );
+    println!(
+        "| operator CPU at convergence | {:.1} s |",
+        at_convergence.cpu_seconds
+    );
+    println!(
+        "| operator resident memory at convergence (peak) | {:.1} MiB ({:.1} MiB) |",
+        mib(at_convergence.rss_kib),
+        mib(at_convergence.peak_rss_kib)
+    );
     println!("\nOperator requests during convergence, by verb and resource:\n");
     println!("| verb | resource | requests |\n|---|---|---|");
     print!("{}", convergence_requests.table());
@@ -329,17 +360,58 @@ async fn main() {
 
     println!("\n## Steady state\n");
     println!("| measure | value |\n|---|---|");
-    println!("| writes in the {} s quiet period | {} |", args.quiet, quiet.writes().total());
-    println!("| requests of any kind in the quiet period | {} |", quiet.total());
-    println!("| resident memory after the quiet period | {:.1} MiB |", mib(quiet_usage.rss_kib));
-    println!("| resident memory after {} foreign Secrets and {} ConfigMaps | {:.1} MiB ({:+.1} MiB) |", args.foreign, args.foreign, mib(foreign_usage.rss_kib), mib(foreign_usage.rss_kib) - mib(quiet_usage.rss_kib));
-    println!("| operator writes caused by the foreign objects | {} |", foreign_writes.total());
-    println!("| churn: Deployments replaced ({per_second}/s for {} s) | {} |", args.churn, churn.changed);
-    println!("| churn: change to re-hardened p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |", percentile(&latencies, 0.5).as_secs_f64() * 1e3, percentile(&latencies, 0.99).as_secs_f64() * 1e3, latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3);
-    println!("| churn: operator writes | {} ({:.2} per change) |", churn_requests.writes().total(), churn_requests.writes().total() as f64 / churn.changed.max(1) as f64);
-    println!("| resident memory after churn | {:.1} MiB ({:+.1} MiB) |", mib(churn_usage.rss_kib), mib(churn_usage.rss_kib) - mib(foreign_usage.rss_kib));
-    println!("| peak resident memory over the run | {:.1} MiB |", mib(churn_usage.peak_rss_kib));
-    println!("| operator CPU over the run | {:.1} s |", churn_usage.cpu_seconds);
+    println!(
+        "| writes in the {} s quiet period | {} |",
+        args.quiet,
+        quiet.writes().total()
+    );
+    println!(
+        "| requests of any kind in the quiet period | {} |",
+        quiet.total()
+    );
+    println!(
+        "| resident memory after the quiet period | {:.1} MiB |",
+        mib(quiet_usage.rss_kib)
+    );
+    println!(
+        "| resident memory after {} foreign Secrets and {} ConfigMaps | {:.1} MiB ({:+.1} MiB) |",
+        args.foreign,
+        args.foreign,
+        mib(foreign_usage.rss_kib),
+        mib(foreign_usage.rss_kib) - mib(quiet_usage.rss_kib)
+    );
+    println!(
+        "| operator writes caused by the foreign objects | {} |",
+        foreign_writes.total()
+    );
+    println!(
+        "| churn: Deployments replaced ({per_second}/s for {} s) | {} |",
+        args.churn, churn.changed
+    );
+    println!(
+        "| churn: change to re-hardened p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "| churn: operator writes | {} ({:.2} per change) |",
+        churn_requests.writes().total(),
+        churn_requests.writes().total() as f64 / churn.changed.max(1) as f64
+    );
+    println!(
+        "| resident memory after churn | {:.1} MiB ({:+.1} MiB) |",
+        mib(churn_usage.rss_kib),
+        mib(churn_usage.rss_kib) - mib(foreign_usage.rss_kib)
+    );
+    println!(
+        "| peak resident memory over the run | {:.1} MiB |",
+        mib(churn_usage.peak_rss_kib)
+    );
+    println!(
+        "| operator CPU over the run | {:.1} s |",
+        churn_usage.cpu_seconds
+    );
     if !quiet.writes().0.is_empty() {
         println!("\nWrites in the quiet period:\n\n| verb | resource | requests |\n|---|---|---|");
         print!("{}", quiet.writes().table());
@@ -347,7 +419,11 @@ async fn main() {
     println!("\nOperator requests during churn:\n\n| verb | resource | requests |\n|---|---|---|");
     print!("{}", churn_requests.table());
 
-    println!("\n## Offline: {} manifests in {} files\n", args.manifests, files.len());
+    println!(
+        "\n## Offline: {} manifests in {} files\n",
+        args.manifests,
+        files.len()
+    );
     println!("| tool | wall time | manifests/s | peak resident memory |\n|---|---|---|---|");
     let row = |name: &str, run: &offline::Run| {
         println!(
@@ -374,7 +450,10 @@ async fn main() {
     verdicts.expect(true, format!("all {n} policies converged"));
     verdicts.expect(
         quiet.writes().total() == 0,
-        format!("no writes in the quiet period (saw {})", quiet.writes().total()),
+        format!(
+            "no writes in the quiet period (saw {})",
+            quiet.writes().total()
+        ),
     );
     verdicts.expect(
         foreign_writes.total() == 0,

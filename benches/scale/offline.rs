@@ -1,8 +1,8 @@
 //! Offline throughput: `goreal-operator audit` and kube-score over the same manifests, each
 //! measured as a separate process (wall time and peak resident memory).
 
-use std::path::{Path, PathBuf};
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::measure;
@@ -41,12 +41,18 @@ pub fn write_manifests(dir: &Path, count: usize) -> Vec<PathBuf> {
 pub fn audit(dir: &Path, errors: &Path) -> Run {
     let mut args: Vec<OsString> = ["audit", "-o", "json", "-f"].map(OsString::from).into();
     args.push(dir.into());
-    run(Path::new(env!("CARGO_BIN_EXE_goreal-operator")), &args, errors)
+    run(
+        Path::new(env!("CARGO_BIN_EXE_goreal-operator")),
+        &args,
+        errors,
+    )
 }
 
 /// `kube-score score FILE... --output-format json`.
 pub fn kube_score(binary: &Path, files: &[PathBuf], errors: &Path) -> Run {
-    let mut args: Vec<OsString> = ["score", "--output-format", "json"].map(OsString::from).into();
+    let mut args: Vec<OsString> = ["score", "--output-format", "json"]
+        .map(OsString::from)
+        .into();
     args.extend(files.iter().map(OsString::from));
     run(binary, &args, errors)
 }

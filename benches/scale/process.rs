@@ -1,10 +1,10 @@
 //! The operator as a separate process (the release binary, as in production), and what the
 //! kernel says about a process: resident memory and CPU time.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
@@ -38,7 +38,12 @@ impl Usage {
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let per_second = sysconf(SysconfVar::CLK_TCK)
             .ok()
             .flatten()
@@ -68,7 +73,20 @@ impl OperatorProcess {
             .expect("a free port")
             .port();
         let log = File::create(log).expect("operator log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_goreal-operator"))
+        // A profiler to run the operator under, e.g. `valgrind --tool=massif`.
+        let wrapper = std::env::var("GOREAL_SCALE_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command
+                    .args(words)
+                    .arg(env!("CARGO_BIN_EXE_goreal-operator"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_goreal-operator")),
+        };
+        let child = command
             .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
             .args(["--concurrency", &concurrency.to_string()])
             .env("KUBECONFIG", kubeconfig)

@@ -5,7 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Verbs that change state.
-const WRITE_VERBS: [&str; 6] = ["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"];
+const WRITE_VERBS: [&str; 6] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
 
 /// Resources only the API server itself writes while nothing else runs: its identity Leases,
 /// renewed every few seconds. The operator runs without leader election here, so it writes none.

@@ -44,7 +44,8 @@ pub fn template(name: &str, churn: Option<u64>) -> Value {
             if let Some(env) = api["env"].as_array_mut() {
                 env.push(json!({"name": "APP_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "goreal-app", "key": "APP_SECRET_KEY"}}}));
             }
-            api["volumeMounts"] = json!([{"name": "config", "mountPath": "/app/config", "readOnly": true}]);
+            api["volumeMounts"] =
+                json!([{"name": "config", "mountPath": "/app/config", "readOnly": true}]);
             let proxy = container("proxy", "envoyproxy/envoy:v1.31.2", ("admin", 9901));
             (
                 json!([api, proxy]),
@@ -72,19 +73,24 @@ pub fn template(name: &str, churn: Option<u64>) -> Value {
             json!([]),
         ),
         "node-exporter" => (
-            json!([container("node-exporter", "prom/node-exporter:v1.8.2", ("metrics", 9100))]),
+            json!([container(
+                "node-exporter",
+                "prom/node-exporter:v1.8.2",
+                ("metrics", 9100)
+            )]),
             json!([]),
         ),
         "log-agent" => {
             let mut agent = container("fluent-bit", "fluent/fluent-bit:3.2.2", ("metrics", 2020));
             agent["volumeMounts"] = json!([{"name": "buffer", "mountPath": "/buffer"}]);
-            (
-                json!([agent]),
-                json!([{"name": "buffer", "emptyDir": {}}]),
-            )
+            (json!([agent]), json!([{"name": "buffer", "emptyDir": {}}]))
         }
         other => (
-            json!([container(other, &format!("ghcr.io/goreal/{other}:1.8.3"), ("http", 8000))]),
+            json!([container(
+                other,
+                &format!("ghcr.io/goreal/{other}:1.8.3"),
+                ("http", 8000)
+            )]),
             json!([]),
         ),
     };
