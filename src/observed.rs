@@ -1,6 +1,7 @@
 //! The `Observed` snapshot: what the planners may know about the cluster, gathered by the
 //! controller from its caches or by `render` from files. Plain data; no API access.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -293,7 +294,7 @@ pub trait WorkloadResource {
     /// Object metadata.
     fn object_meta(&self) -> &ObjectMeta;
     /// The pod template, when the object has one.
-    fn template(&self) -> Option<&PodTemplateSpec>;
+    fn template(&self) -> Option<Cow<'_, PodTemplateSpec>>;
 
     /// The workload view of the object; `None` without a spec.
     fn to_workload(&self) -> Option<Workload> {
@@ -305,7 +306,7 @@ pub trait WorkloadResource {
             annotations: meta.annotations.clone().unwrap_or_default(),
             owner_references: meta.owner_references.clone().unwrap_or_default(),
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
-            template: self.template()?.clone(),
+            template: self.template()?.into_owned(),
         })
     }
 }
@@ -317,10 +318,10 @@ macro_rules! workload_resource {
             fn object_meta(&self) -> &ObjectMeta {
                 &self.metadata
             }
-            fn template(&self) -> Option<&PodTemplateSpec> {
+            fn template(&self) -> Option<Cow<'_, PodTemplateSpec>> {
                 {
                     let $spec = &self.spec;
-                    Some($template)
+                    Some(Cow::Borrowed($template))
                 }
             }
         }
@@ -336,8 +337,8 @@ impl WorkloadResource for ReplicaSet {
     fn object_meta(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.template.as_ref()
+    fn template(&self) -> Option<Cow<'_, PodTemplateSpec>> {
+        self.spec.template.as_ref().map(Cow::Borrowed)
     }
 }
 
@@ -346,8 +347,8 @@ impl WorkloadResource for Job {
     fn object_meta(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
+    fn template(&self) -> Option<Cow<'_, PodTemplateSpec>> {
+        self.spec.as_ref().map(|s| Cow::Borrowed(&s.template))
     }
 }
 
@@ -356,8 +357,12 @@ impl WorkloadResource for CronJob {
     fn object_meta(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.job_template.spec.as_ref().map(|j| &j.template)
+    fn template(&self) -> Option<Cow<'_, PodTemplateSpec>> {
+        self.spec
+            .job_template
+            .spec
+            .as_ref()
+            .map(|j| Cow::Borrowed(&j.template))
     }
 }
 

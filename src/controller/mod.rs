@@ -1,6 +1,7 @@
 //! Controller wiring: watches on policies and the workload kinds, the mapping from a workload
 //! event to the policies that govern it, readiness, and the shared reconcile context.
 
+mod compact;
 mod reconcile;
 mod secrets;
 #[cfg(test)]
@@ -41,17 +42,18 @@ use crate::observed::{
     WorkloadResource,
 };
 
+use compact::Compact;
 pub use reconcile::reconcile;
 
 /// Read-only caches of every workload kind.
 #[derive(Clone)]
 pub struct WorkloadStores {
-    deployments: Store<Deployment>,
-    stateful_sets: Store<StatefulSet>,
-    daemon_sets: Store<DaemonSet>,
-    replica_sets: Store<ReplicaSet>,
-    jobs: Store<Job>,
-    cron_jobs: Store<CronJob>,
+    deployments: Store<Compact<Deployment>>,
+    stateful_sets: Store<Compact<StatefulSet>>,
+    daemon_sets: Store<Compact<DaemonSet>>,
+    replica_sets: Store<Compact<ReplicaSet>>,
+    jobs: Store<Compact<Job>>,
+    cron_jobs: Store<Compact<CronJob>>,
 }
 
 impl WorkloadStores {
@@ -637,12 +639,17 @@ pub async fn run(
         ),
     );
     let namespace = options.namespace.as_deref();
-    let (deployments, deployment_events) = watch_namespaced::<Deployment>(&client, namespace);
-    let (stateful_sets, stateful_set_events) = watch_namespaced::<StatefulSet>(&client, namespace);
-    let (daemon_sets, daemon_set_events) = watch_namespaced::<DaemonSet>(&client, namespace);
-    let (replica_sets, replica_set_events) = watch_namespaced::<ReplicaSet>(&client, namespace);
-    let (jobs, job_events) = watch_namespaced::<Job>(&client, namespace);
-    let (cron_jobs, cron_job_events) = watch_namespaced::<CronJob>(&client, namespace);
+    // Workloads are cached compactly (see `compact`): the caches hold every workload.
+    let (deployments, deployment_events) =
+        watch_namespaced::<Compact<Deployment>>(&client, namespace);
+    let (stateful_sets, stateful_set_events) =
+        watch_namespaced::<Compact<StatefulSet>>(&client, namespace);
+    let (daemon_sets, daemon_set_events) =
+        watch_namespaced::<Compact<DaemonSet>>(&client, namespace);
+    let (replica_sets, replica_set_events) =
+        watch_namespaced::<Compact<ReplicaSet>>(&client, namespace);
+    let (jobs, job_events) = watch_namespaced::<Compact<Job>>(&client, namespace);
+    let (cron_jobs, cron_job_events) = watch_namespaced::<Compact<CronJob>>(&client, namespace);
     let workloads = WorkloadStores {
         deployments,
         stateful_sets,
@@ -879,12 +886,12 @@ pub async fn run(
             let policies = policies.clone();
             move |object: PartialObjectMeta<Secret>| owner_policy(&policies, &object.metadata)
         })
-        .watches_stream(deployment_events, map!(Deployment))
-        .watches_stream(stateful_set_events, map!(StatefulSet))
-        .watches_stream(daemon_set_events, map!(DaemonSet))
-        .watches_stream(replica_set_events, map!(ReplicaSet))
-        .watches_stream(job_events, map!(Job))
-        .watches_stream(cron_job_events, map!(CronJob))
+        .watches_stream(deployment_events, map!(Compact<Deployment>))
+        .watches_stream(stateful_set_events, map!(Compact<StatefulSet>))
+        .watches_stream(daemon_set_events, map!(Compact<DaemonSet>))
+        .watches_stream(replica_set_events, map!(Compact<ReplicaSet>))
+        .watches_stream(job_events, map!(Compact<Job>))
+        .watches_stream(cron_job_events, map!(Compact<CronJob>))
         .reconcile_all_on(reconcile_all)
         .with_config(ControllerConfig::default().concurrency(options.concurrency.max(1)))
         .graceful_shutdown_on(shutdown);

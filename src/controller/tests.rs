@@ -77,9 +77,10 @@ fn context(handle_service: tower_test::mock::Mock<Request<Body>, Response<Body>>
         }
     }))
     .expect("deployment fixture");
+    let deployment: k8s_openapi::api::apps::v1::Deployment = deployment;
     // Synced first: InitDone swaps in the (empty) initial list.
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    writer.apply_watcher_event(&watcher::Event::Apply(deployment));
+    writer.apply_watcher_event(&watcher::Event::Apply(super::Compact::new(&deployment)));
     let workloads = WorkloadStores {
         deployments,
         stateful_sets: synced(),
