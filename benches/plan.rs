@@ -1,6 +1,6 @@
 //! Criterion benchmark of the pure pipeline: validate, plan and report one policy over a
-//! namespace of realistic workloads (sizes 10, 100, 1000), with the example policy's pod security
-//! and network isolation.
+//! namespace of realistic workloads (sizes 10, 100, 1000), with the example policy (every
+//! capability).
 #![allow(clippy::expect_used)]
 
 use std::hint::black_box;

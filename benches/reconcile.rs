@@ -19,7 +19,7 @@ const ITERATIONS: usize = 200;
 
 fn deployment(i: usize) -> Deployment {
     yaml(&format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app-{i}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app-{i}}}}}\n  template:\n    metadata: {{labels: {{app: app-{i}, app.kubernetes.io/part-of: goreal}}}}\n    spec:\n      initContainers: [{{name: migrate, image: 'ghcr.io/goreal/api:1.8.3', command: [flask, db, upgrade]}}]\n      containers:\n        - name: api\n          image: ghcr.io/goreal/api:1.8.3\n          ports: [{{name: http, containerPort: 5000}}]\n          resources: {{requests: {{cpu: 250m, memory: 256Mi}}, limits: {{cpu: '1', memory: 512Mi}}}}\n        - name: proxy\n          image: envoyproxy/envoy:v1.31.2\n          ports: [{{containerPort: 9901}}]\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app-{i}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: app-{i}}}}}\n  template:\n    metadata: {{labels: {{app: app-{i}, app.kubernetes.io/part-of: goreal}}}}\n    spec:\n      initContainers: [{{name: migrate, image: 'ghcr.io/goreal/api:1.8.3', command: [flask, db, upgrade], resources: {{limits: {{cpu: 500m, memory: 256Mi}}}}}}]\n      containers:\n        - name: api\n          image: ghcr.io/goreal/api:1.8.3\n          ports: [{{name: http, containerPort: 5000}}]\n          resources: {{requests: {{cpu: 250m, memory: 256Mi}}, limits: {{cpu: '1', memory: 512Mi}}}}\n        - name: proxy\n          image: envoyproxy/envoy:v1.31.2\n          ports: [{{containerPort: 9901}}]\n          resources: {{limits: {{cpu: 200m, memory: 128Mi}}}}\n"
     ))
 }
 
