@@ -52,8 +52,9 @@ fn dynamic_api(
 /// own reason for creating over an existing name).
 pub const NAME_TAKEN: &str = "AlreadyExists";
 
-/// Kinds the controller caches whole (every object, not only the operator's): one missing from
-/// the cache does not exist, so its first apply needs no read.
+/// Kinds the controller caches whole (every object, not only the operator's): the planner marks
+/// a name someone else holds as taken from the cache, so their first apply needs no read. As
+/// with a read, an object created in the moment before the apply is not seen.
 pub const CACHED_WHOLE: &[&str] = &["NetworkPolicy"];
 
 /// Applies a generated object unless it is already current. Objects whose name another owner

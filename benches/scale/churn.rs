@@ -3,6 +3,7 @@
 //! change to the first version the watch shows hardened again is recorded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,11 @@ pub struct Churn {
     pub latencies: Vec<Duration>,
     /// Changes never seen hardened again.
     pub missing: usize,
+    /// How long the changes took to send (the rate actually achieved is `changed / sending`).
+    pub sending: Duration,
+    /// The harness's own reads and replaces, retries after a conflict included.
+    pub gets: u64,
+    pub puts: u64,
 }
 
 /// Changes awaiting their hardened version: workload key -> (churn value, sent at).
@@ -116,11 +122,17 @@ pub async fn run(
 
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut changed = 0usize;
+    let (gets, puts) = (AtomicU64::new(0), AtomicU64::new(0));
+    let total = namespaces.len() * DEPLOYMENTS.len();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A slow second delays the next instead of bursting to catch up.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
     for _ in 0..seconds {
         tick.tick().await;
         let mut batch = Vec::new();
-        while batch.len() < per_second {
+        // Every Deployment still awaiting its hardening is skipped; stop when none is left.
+        while batch.len() < per_second && pending.lock().expect("pending").len() < total {
             let namespace = &namespaces[random.below(namespaces.len())];
             let name = DEPLOYMENTS[random.below(DEPLOYMENTS.len())];
             let key = format!("{namespace}/{name}");
@@ -135,10 +147,12 @@ pub async fn run(
         }
         future::join_all(batch.into_iter().map(|(namespace, name, value)| {
             let pending = pending.clone();
+            let (gets, puts) = (&gets, &puts);
             async move {
                 let api: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
                 let key = format!("{namespace}/{name}");
                 loop {
+                    gets.fetch_add(1, Ordering::Relaxed);
                     let mut deployment = api.get(name).await.expect("get a churned Deployment");
                     let template = world::template(name, Some(value));
                     deployment.spec.template = serde_json::from_value(template).expect("template");
@@ -147,6 +161,7 @@ pub async fn run(
                         .lock()
                         .expect("pending")
                         .insert(key.clone(), (value, Instant::now()));
+                    puts.fetch_add(1, Ordering::Relaxed);
                     match api.replace(name, &PostParams::default(), &deployment).await {
                         Ok(_) => break,
                         Err(kube::Error::Api(status)) if status.code == 409 => continue,
@@ -157,6 +172,9 @@ pub async fn run(
         }))
         .await;
     }
+    // The last second's batch has its second too.
+    tick.tick().await;
+    let sending = started.elapsed();
 
     let deadline = Instant::now() + drain;
     while Instant::now() < deadline && !pending.lock().expect("pending").is_empty() {
@@ -169,5 +187,8 @@ pub async fn run(
         changed,
         latencies,
         missing,
+        sending,
+        gets: gets.into_inner(),
+        puts: puts.into_inner(),
     }
 }

@@ -162,10 +162,12 @@ async fn main() {
     let plane = ControlPlane::shared();
     let client = plane.client().await;
     common::install_crd(&client).await;
+    // Kept when the run fails, for the operator's log; removed at the end of a passing run.
     let work = tempfile::Builder::new()
         .prefix("goreal-scale-")
         .tempdir()
-        .expect("work dir");
+        .expect("work dir")
+        .keep();
     let mut verdicts = Verdicts::default();
     let n = args.namespaces;
     let workloads = n * world::WORKLOADS_PER_NAMESPACE;
@@ -199,7 +201,7 @@ async fn main() {
     let before = Counts::read(&client).await;
     let operator = OperatorProcess::start(
         plane.kubeconfig_path(),
-        &work.path().join("operator.log"),
+        &work.as_path().join("operator.log"),
         args.concurrency,
     );
     let deadline = Duration::from_secs(600 + n as u64);
@@ -208,18 +210,20 @@ async fn main() {
         if done == n {
             break;
         }
-        assert!(
-            operator.started.elapsed() < deadline,
-            "only {done} of {n} policies converged within {deadline:?}; operator log in {}",
-            work.path().display()
-        );
+        if operator.started.elapsed() > deadline {
+            eprintln!(
+                "scale run failed: only {done} of {n} policies converged within {deadline:?}; \
+                 operator log in {}",
+                work.display()
+            );
+            std::process::exit(1);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let convergence = operator.started.elapsed();
     let at_convergence = operator.usage();
     // Events and status writes that finish just after the last status was seen belong here.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let converged_counts = Counts::read(&client).await;
+    let converged_counts = Counts::settled(&client).await;
     let convergence_requests = converged_counts.since(&before);
     let operator_writes = convergence_requests.writes();
 
@@ -240,8 +244,7 @@ async fn main() {
         })
         .collect();
     cluster::create_all(&client, foreign, SETUP_CONCURRENCY).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let foreign_counts = Counts::read(&client).await;
+    let foreign_counts = Counts::settled(&client).await;
     let mut foreign_writes = foreign_counts.since(&quiet_counts).writes();
     foreign_writes.subtract("POST", "/secrets", args.foreign as u64);
     foreign_writes.subtract("POST", "/configmaps", args.foreign as u64);
@@ -254,13 +257,13 @@ async fn main() {
         &namespaces,
         per_second,
         args.churn,
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     )
     .await;
     let churn_usage = operator.usage();
     let mut churn_requests = Counts::read(&client).await.since(&foreign_counts);
-    churn_requests.subtract("GET", "apps/deployments", churn.changed as u64);
-    churn_requests.subtract("PUT", "apps/deployments", churn.changed as u64);
+    churn_requests.subtract("GET", "apps/deployments", churn.gets);
+    churn_requests.subtract("PUT", "apps/deployments", churn.puts);
     // The harness's watch of the churned Deployments: its initial list comes in pages of 500.
     let pages = (n * world::DEPLOYMENTS.len()).div_ceil(500) as u64;
     churn_requests.subtract("LIST", "apps/deployments", pages);
@@ -302,15 +305,15 @@ async fn main() {
     let floor_requests = Counts::read(&client).await.since(&floor_before);
 
     // 7. Offline: audit and kube-score over the same manifests.
-    let files = offline::write_manifests(&work.path().join("manifests"), args.manifests);
+    let files = offline::write_manifests(&work.as_path().join("manifests"), args.manifests);
     let audit = offline::audit(
-        &work.path().join("manifests"),
-        &work.path().join("audit.err"),
+        &work.as_path().join("manifests"),
+        &work.as_path().join("audit.err"),
     );
     let kube_score = args
         .kube_score
         .as_ref()
-        .map(|binary| offline::kube_score(binary, &files, &work.path().join("kube-score.err")));
+        .map(|binary| offline::kube_score(binary, &files, &work.as_path().join("kube-score.err")));
 
     // Report.
     let writes = operator_writes.total();
@@ -386,8 +389,11 @@ async fn main() {
         foreign_writes.total()
     );
     println!(
-        "| churn: Deployments replaced ({per_second}/s for {} s) | {} |",
-        args.churn, churn.changed
+        "| churn: Deployments replaced ({per_second}/s asked for {} s) | {} in {:.1} s ({:.0}/s) |",
+        args.churn,
+        churn.changed,
+        churn.sending.as_secs_f64(),
+        churn.changed as f64 / churn.sending.as_secs_f64().max(0.001)
     );
     println!(
         "| churn: change to re-hardened p50 / p99 / max | {:.0} / {:.0} / {:.0} ms |",
@@ -492,8 +498,9 @@ async fn main() {
         eprintln!(
             "scale run failed: {}; operator log in {}",
             verdicts.0.join("; "),
-            work.keep().display()
+            work.display()
         );
         std::process::exit(1);
     }
+    let _ = std::fs::remove_dir_all(&work);
 }

@@ -14,8 +14,9 @@ const WRITE_VERBS: [&str; 6] = [
     "DELETECOLLECTION",
 ];
 
-/// Resources only the API server itself writes while nothing else runs: its identity Leases,
-/// renewed every few seconds. The operator runs without leader election here, so it writes none.
+/// Resources only the API server itself uses while nothing else runs: its identity Leases,
+/// renewed every few seconds. The operator runs without leader election here, so it uses none;
+/// they are left out of every count.
 const BACKGROUND: [&str; 1] = ["coordination.k8s.io/leases"];
 
 /// Request counts keyed by (verb, resource), resource as `group/resource[/subresource]`.
@@ -23,6 +24,22 @@ const BACKGROUND: [&str; 1] = ["coordination.k8s.io/leases"];
 pub struct Counts(pub BTreeMap<(String, String), u64>);
 
 impl Counts {
+    /// Reads the counters once the writes have stopped: the same write counts over two
+    /// readings a second apart (at most a minute), so that a window ends after the writes the
+    /// previous step caused, however slow the machine.
+    pub async fn settled(client: &kube::Client) -> Counts {
+        let mut last = Counts::read(client).await;
+        for _ in 0..60 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = Counts::read(client).await;
+            if now.writes() == last.writes() {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+
     /// Reads the API server's counters.
     pub async fn read(client: &kube::Client) -> Counts {
         let request = http::Request::get("/metrics")
@@ -52,6 +69,9 @@ impl Counts {
                 continue;
             }
             let mut resource = format!("{}/{}", label("group"), label("resource"));
+            if BACKGROUND.contains(&resource.as_str()) {
+                continue;
+            }
             if !label("subresource").is_empty() {
                 resource = format!("{resource}/{}", label("subresource"));
             }
@@ -86,14 +106,12 @@ impl Counts {
         }
     }
 
-    /// Write requests, without the API server's own background writes.
+    /// Write requests.
     pub fn writes(&self) -> Counts {
         Counts(
             self.0
                 .iter()
-                .filter(|((verb, resource), _)| {
-                    WRITE_VERBS.contains(&verb.as_str()) && !BACKGROUND.contains(&resource.as_str())
-                })
+                .filter(|((verb, _), _)| WRITE_VERBS.contains(&verb.as_str()))
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
         )

@@ -592,7 +592,7 @@ async fn apply_desired(
         // an object the caches do not see is read again on every reconcile (its removal sends no
         // event), while the refusal's event is still published only once.
         let version = object.live_version.clone();
-        let recheck = version.is_none();
+        let recheck = version.is_none() && !apply::CACHED_WHOLE.contains(&object.kind);
         let outcome = apply_remembered(
             ctx,
             Remembered {
