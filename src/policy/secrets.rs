@@ -422,12 +422,20 @@ pub enum SecretRead {
 /// secret volumes and projected volume sources, in every kind of container.
 pub fn references(spec: &PodSpec, name: &str) -> Vec<SecretRead> {
     let mut reads = Vec::new();
-    let containers = spec
+    // Ephemeral containers are another type with the same env fields.
+    let environments = spec
         .containers
         .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for container in containers {
-        for env in container.env.iter().flatten() {
+        .chain(spec.init_containers.iter().flatten())
+        .map(|c| (c.env.as_ref(), c.env_from.as_ref()))
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|e| (e.env.as_ref(), e.env_from.as_ref())),
+        );
+    for (env, env_from) in environments {
+        for env in env.into_iter().flatten() {
             if let Some(reference) = env
                 .value_from
                 .as_ref()
@@ -437,24 +445,7 @@ pub fn references(spec: &PodSpec, name: &str) -> Vec<SecretRead> {
                 reads.push(SecretRead::Key(reference.key.clone()));
             }
         }
-        for source in container.env_from.iter().flatten() {
-            if source.secret_ref.as_ref().is_some_and(|r| r.name == name) {
-                reads.push(SecretRead::Whole);
-            }
-        }
-    }
-    for ephemeral in spec.ephemeral_containers.iter().flatten() {
-        for env in ephemeral.env.iter().flatten() {
-            if let Some(reference) = env
-                .value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref())
-                && reference.name == name
-            {
-                reads.push(SecretRead::Key(reference.key.clone()));
-            }
-        }
-        for source in ephemeral.env_from.iter().flatten() {
+        for source in env_from.into_iter().flatten() {
             if source.secret_ref.as_ref().is_some_and(|r| r.name == name) {
                 reads.push(SecretRead::Whole);
             }

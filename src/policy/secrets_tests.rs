@@ -279,6 +279,9 @@ fn every_reference_form_is_found() {
         "containers": [{ "name": "app", "image": "i:1",
             "env": [{ "name": "P", "valueFrom": { "secretKeyRef": { "name": "db", "key": "password" } } },
                     { "name": "O", "valueFrom": { "secretKeyRef": { "name": "other", "key": "password" } } }] }],
+        "ephemeralContainers": [{ "name": "debug", "image": "d:1",
+            "env": [{ "name": "T", "valueFrom": { "secretKeyRef": { "name": "db", "key": "debug-token" } } }],
+            "envFrom": [{ "secretRef": { "name": "db" } }] }],
         "volumes": [
             { "name": "whole", "secret": { "secretName": "db" } },
             { "name": "one", "secret": { "secretName": "db", "items": [{ "key": "user-token", "path": "t" }] } },
@@ -293,6 +296,8 @@ fn every_reference_form_is_found() {
         reads,
         vec![
             SecretRead::Key("password".into()),
+            SecretRead::Whole,
+            SecretRead::Key("debug-token".into()),
             SecretRead::Whole,
             SecretRead::Whole,
             SecretRead::Key("user-token".into()),
